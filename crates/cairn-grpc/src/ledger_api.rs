@@ -1,0 +1,311 @@
+//! `cairn.v1.LedgerService`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use cairn_ledger::{Position, StreamVersion};
+use cairn_service::{AppendCommand, Ledger};
+use cairn_store::{EventStore, KeyStore, limits as store_limits};
+use futures::{Stream, StreamExt};
+use tokio::sync::Semaphore;
+use tonic::{Request, Response, Status};
+
+use crate::convert::{
+    checkpoint_to_proto, draft_from_proto, expected_from_proto, record_to_proto, stream_from_proto,
+};
+use crate::error::{invalid_argument, status_from_service, status_from_store};
+use crate::proto;
+use crate::proto::ledger_service_server::LedgerService;
+use crate::server::ServerLimits;
+
+/// The ledger service over a store.
+pub struct LedgerApi<S> {
+    ledger: Arc<Ledger<S>>,
+    limits: ServerLimits,
+    subscriptions: Arc<Semaphore>,
+}
+
+impl<S: EventStore + KeyStore> LedgerApi<S> {
+    /// Serves `ledger` within `limits`.
+    pub fn new(ledger: Arc<Ledger<S>>, limits: ServerLimits) -> LedgerApi<S> {
+        LedgerApi {
+            ledger,
+            subscriptions: Arc::new(Semaphore::new(limits.subscriptions_max)),
+            limits,
+        }
+    }
+
+    fn page_size(&self, field: &str, limit: u32) -> Result<usize, Status> {
+        match limit as usize {
+            0 => Ok(self.limits.page_size_default),
+            n if n > self.limits.page_size_max => Err(Status::resource_exhausted(format!(
+                "{field} is {n}, over the limit of {}",
+                self.limits.page_size_max
+            ))),
+            n => Ok(n),
+        }
+    }
+
+    async fn open_all(
+        &self,
+        records: Vec<Arc<cairn_ledger::Record>>,
+        include_personal: bool,
+    ) -> Result<Vec<proto::Record>, Status> {
+        let mut opened = Vec::with_capacity(records.len());
+        for record in records {
+            let record = self
+                .ledger
+                .open(record, include_personal)
+                .await
+                .map_err(|error| status_from_service(&error))?;
+            opened.push(record_to_proto(record));
+        }
+        Ok(opened)
+    }
+
+    async fn head_position(&self) -> Result<u64, Status> {
+        Ok(*self.ledger.store().watch_head().borrow()).map(|position: Position| position.0)
+    }
+
+    async fn checkpoint_size(&self, requested: u64) -> Result<u64, Status> {
+        if requested != 0 {
+            return Ok(requested);
+        }
+        let latest = self
+            .ledger
+            .store()
+            .latest_checkpoint()
+            .await
+            .map_err(|error| status_from_store(&error))?;
+        latest
+            .map(|checkpoint| checkpoint.checkpoint.tree_size)
+            .ok_or_else(|| {
+                Status::failed_precondition("no checkpoint has been signed yet; pass a tree size")
+            })
+    }
+}
+
+type SubscribeStream = Pin<Box<dyn Stream<Item = Result<proto::SubscribeResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<S: EventStore + KeyStore> LedgerService for LedgerApi<S> {
+    async fn append(
+        &self,
+        request: Request<proto::AppendRequest>,
+    ) -> Result<Response<proto::AppendResponse>, Status> {
+        let request = request.into_inner();
+        if request.events.len() > store_limits::APPEND_EVENTS_MAX {
+            return Err(Status::resource_exhausted(format!(
+                "events is {}, over the limit of {} per append",
+                request.events.len(),
+                store_limits::APPEND_EVENTS_MAX
+            )));
+        }
+        let stream = stream_from_proto("stream", request.stream)?;
+        if request.actor.is_empty() {
+            return Err(invalid_argument("actor", "actor is required"));
+        }
+        let events = request
+            .events
+            .into_iter()
+            .enumerate()
+            .map(|(index, event)| draft_from_proto(index, event))
+            .collect::<Result<Vec<_>, Status>>()?;
+        let command = AppendCommand {
+            stream,
+            expected: expected_from_proto(request.expected),
+            actor: request.actor,
+            events,
+        };
+        let (result, ids) = self
+            .ledger
+            .append(command)
+            .await
+            .map_err(|error| status_from_service(&error))?;
+        Ok(Response::new(proto::AppendResponse {
+            first_position: result.first_position.0,
+            last_position: result.last_position.0,
+            last_version: result.last_version.0,
+            deduplicated: result.deduplicated,
+            event_ids: ids.into_iter().map(|id| id.0.to_vec()).collect(),
+        }))
+    }
+
+    async fn read_stream(
+        &self,
+        request: Request<proto::ReadStreamRequest>,
+    ) -> Result<Response<proto::ReadResponse>, Status> {
+        let request = request.into_inner();
+        let stream = stream_from_proto("stream", request.stream)?;
+        let limit = self.page_size("limit", request.limit)?;
+        let head_position = self.head_position().await?;
+        let records = self
+            .ledger
+            .store()
+            .read_stream(&stream, StreamVersion(request.from_version), limit)
+            .await
+            .map_err(|error| status_from_store(&error))?;
+        let head_position =
+            head_position.max(records.last().map_or(0, |record| record.position().0));
+        Ok(Response::new(proto::ReadResponse {
+            records: self.open_all(records, request.include_personal).await?,
+            head_position,
+        }))
+    }
+
+    async fn read_all(
+        &self,
+        request: Request<proto::ReadAllRequest>,
+    ) -> Result<Response<proto::ReadResponse>, Status> {
+        let request = request.into_inner();
+        let limit = self.page_size("limit", request.limit)?;
+        let head_position = self.head_position().await?;
+        let records = self
+            .ledger
+            .store()
+            .read_all(Position(request.from_position), limit)
+            .await
+            .map_err(|error| status_from_store(&error))?;
+        let head_position =
+            head_position.max(records.last().map_or(0, |record| record.position().0));
+        Ok(Response::new(proto::ReadResponse {
+            records: self.open_all(records, request.include_personal).await?,
+            head_position,
+        }))
+    }
+
+    type SubscribeStream = SubscribeStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<proto::SubscribeRequest>,
+    ) -> Result<Response<SubscribeStream>, Status> {
+        let request = request.into_inner();
+        let permit = Arc::clone(&self.subscriptions)
+            .try_acquire_owned()
+            .map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "the server already serves {} subscriptions, its limit",
+                    self.limits.subscriptions_max
+                ))
+            })?;
+        let subscription = cairn_store::subscribe(
+            Arc::clone(self.ledger.store()),
+            Position(request.from_position),
+            self.limits.subscription_buffer_records,
+        );
+        let ledger = Arc::clone(&self.ledger);
+        let include_personal = request.include_personal;
+        let stream = subscription.then(move |item| {
+            let ledger = Arc::clone(&ledger);
+            // The permit lives as long as the stream: one slot per open subscription.
+            let _permit = &permit;
+            async move {
+                let record = item.map_err(|error| status_from_store(&error))?;
+                let opened = ledger
+                    .open(record, include_personal)
+                    .await
+                    .map_err(|error| status_from_service(&error))?;
+                Ok(proto::SubscribeResponse {
+                    record: Some(record_to_proto(opened)),
+                })
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_log_info(
+        &self,
+        _request: Request<proto::GetLogInfoRequest>,
+    ) -> Result<Response<proto::LogInfo>, Status> {
+        let head = self
+            .ledger
+            .store()
+            .head()
+            .await
+            .map_err(|error| status_from_store(&error))?;
+        let identity = self.ledger.identity();
+        Ok(Response::new(proto::LogInfo {
+            log_id: identity.log_id.0.to_vec(),
+            public_key: identity.public_key().0.to_vec(),
+            head_position: head.position.0,
+            head_root: head.root.0.to_vec(),
+            latest_checkpoint: head.checkpoint.as_ref().map(checkpoint_to_proto),
+            limits: Some(self.limits.to_proto()),
+        }))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        _request: Request<proto::GetCheckpointRequest>,
+    ) -> Result<Response<proto::Checkpoint>, Status> {
+        let latest = self
+            .ledger
+            .store()
+            .latest_checkpoint()
+            .await
+            .map_err(|error| status_from_store(&error))?
+            .ok_or_else(|| Status::not_found("no checkpoint has been signed yet"))?;
+        Ok(Response::new(checkpoint_to_proto(&latest)))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<proto::GetInclusionProofRequest>,
+    ) -> Result<Response<proto::InclusionProof>, Status> {
+        let request = request.into_inner();
+        let tree_size = self.checkpoint_size(request.tree_size).await?;
+        let store = self.ledger.store();
+        let position = Position(request.position);
+        let proof = store
+            .inclusion_proof(position, tree_size)
+            .await
+            .map_err(|error| status_from_store(&error))?;
+        let record = store
+            .read_all(position, 1)
+            .await
+            .map_err(|error| status_from_store(&error))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Status::out_of_range(format!("no record at position {position}")))?;
+        let root = store
+            .root_at(tree_size)
+            .await
+            .map_err(|error| status_from_store(&error))?;
+        Ok(Response::new(proto::InclusionProof {
+            position: position.0,
+            tree_size,
+            path: proof.path.iter().map(|hash| hash.0.to_vec()).collect(),
+            leaf_hash: record.leaf_hash().0.to_vec(),
+            root: root.0.to_vec(),
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<proto::GetConsistencyProofRequest>,
+    ) -> Result<Response<proto::ConsistencyProof>, Status> {
+        let request = request.into_inner();
+        let new_size = self.checkpoint_size(request.new_size).await?;
+        let store = self.ledger.store();
+        let proof = store
+            .consistency_proof(request.old_size, new_size)
+            .await
+            .map_err(|error| status_from_store(&error))?;
+        let old_root = store
+            .root_at(request.old_size)
+            .await
+            .map_err(|error| status_from_store(&error))?;
+        let new_root = store
+            .root_at(new_size)
+            .await
+            .map_err(|error| status_from_store(&error))?;
+        Ok(Response::new(proto::ConsistencyProof {
+            old_size: request.old_size,
+            new_size,
+            path: proof.path.iter().map(|hash| hash.0.to_vec()).collect(),
+            old_root: old_root.0.to_vec(),
+            new_root: new_root.0.to_vec(),
+        }))
+    }
+}

@@ -1,0 +1,101 @@
+//! The gRPC server: the ledger service, standard health and reflection, limits, graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_service::Ledger;
+use cairn_store::{EventStore, KeyStore, limits as store_limits};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::ledger_api::LedgerApi;
+use crate::proto;
+use crate::proto::ledger_service_server::LedgerServiceServer;
+
+/// The limits the server enforces; each is refused with a clear status when exceeded.
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    /// Largest request or response message, in bytes (RESOURCE_EXHAUSTED beyond).
+    pub message_bytes_max: usize,
+    /// Largest page a read may ask for (RESOURCE_EXHAUSTED beyond).
+    pub page_size_max: usize,
+    /// The page size of a read that does not say.
+    pub page_size_default: usize,
+    /// HTTP/2 streams one connection may have open at once (the client is told in SETTINGS).
+    pub concurrent_streams_max: u32,
+    /// Subscriptions the server serves at once (RESOURCE_EXHAUSTED beyond).
+    pub subscriptions_max: usize,
+    /// Records buffered per subscription before the server waits for the client.
+    pub subscription_buffer_records: usize,
+    /// Longest a unary call may take, in milliseconds (DEADLINE_EXCEEDED beyond).
+    pub request_deadline_ms: u64,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            message_bytes_max: store_limits::APPEND_BATCH_BYTES_MAX + 1024 * 1024,
+            page_size_max: 1000,
+            page_size_default: 100,
+            concurrent_streams_max: 256,
+            subscriptions_max: 1024,
+            subscription_buffer_records: 256,
+            request_deadline_ms: 30_000,
+        }
+    }
+}
+
+impl ServerLimits {
+    pub(crate) fn to_proto(&self) -> proto::Limits {
+        proto::Limits {
+            message_bytes_max: self.message_bytes_max as u64,
+            append_events_max: store_limits::APPEND_EVENTS_MAX as u64,
+            append_batch_bytes_max: store_limits::APPEND_BATCH_BYTES_MAX as u64,
+            payload_bytes_max: cairn_ledger::limits::PAYLOAD_BYTES_MAX as u64,
+            page_size_max: self.page_size_max as u64,
+            concurrent_streams_max: u64::from(self.concurrent_streams_max),
+            subscription_lag_max: store_limits::LIVE_BUFFER_RECORDS as u64,
+        }
+    }
+}
+
+/// Serves the ledger, health and reflection on `listener` until `shutdown` completes, then stops
+/// accepting calls and lets the ones in flight finish.
+pub async fn serve<S, F>(
+    listener: TcpListener,
+    ledger: Arc<Ledger<S>>,
+    limits: ServerLimits,
+    shutdown: F,
+) -> Result<(), tonic::transport::Error>
+where
+    S: EventStore + KeyStore,
+    F: Future<Output = ()> + Send,
+{
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<LedgerServiceServer<LedgerApi<S>>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the compiled descriptor set is valid");
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("the compiled descriptor set is valid");
+    let ledger_service = LedgerServiceServer::new(LedgerApi::new(ledger, limits.clone()))
+        .max_decoding_message_size(limits.message_bytes_max)
+        .max_encoding_message_size(limits.message_bytes_max);
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(limits.concurrent_streams_max)
+        .timeout(Duration::from_millis(limits.request_deadline_ms))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(ledger_service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}

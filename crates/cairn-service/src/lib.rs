@@ -1,0 +1,16 @@
+//! The use cases of cairn, generic over the store: appending with personal data sealed under the
+//! data subject's key, opening records for a reader, the server's identity (log id and checkpoint
+//! signing key), and the checkpointer that signs the tree.
+//!
+//! This crate never names tonic, prost, casbin, sled or async-nats: it sits between the gRPC edge
+//! and the store traits.
+
+mod checkpointer;
+mod error;
+mod identity;
+mod ledger;
+
+pub use checkpointer::{Checkpointer, CheckpointerHandle};
+pub use error::ServiceError;
+pub use identity::ServerIdentity;
+pub use ledger::{AppendCommand, EventDraft, Ledger, OpenedRecord, PersonalData, PersonalView};
