@@ -549,6 +549,27 @@ mod tests {
     }
 
     #[test]
+    fn paths_of_the_wrong_length_say_so() {
+        let all = leaves(6);
+        let tree = tree_of(&all);
+        let reason = |result: Result<(), LedgerError>| match result {
+            Err(LedgerError::InvalidProof { reason }) => reason,
+            other => panic!("expected an invalid proof, got {other:?}"),
+        };
+        let mut inclusion = tree.inclusion_proof(4, 6).unwrap();
+        inclusion.path.push(all[0]);
+        assert!(reason(inclusion.verify(&all[4], &tree.root())).contains("too long"));
+        inclusion.path.truncate(1);
+        assert!(reason(inclusion.verify(&all[4], &tree.root())).contains("too short"));
+        let old_root = tree.root_at(3).unwrap();
+        let mut consistency = tree.consistency_proof(3, 6).unwrap();
+        consistency.path.push(all[0]);
+        assert!(reason(consistency.verify(&old_root, &tree.root())).contains("too long"));
+        consistency.path.truncate(2);
+        assert!(reason(consistency.verify(&old_root, &tree.root())).contains("too short"));
+    }
+
+    #[test]
     fn equal_sizes_need_an_empty_path_and_equal_roots() {
         let all = leaves(5);
         let root = naive_root(&all);

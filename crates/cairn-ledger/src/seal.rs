@@ -30,8 +30,9 @@ impl fmt::Debug for DataKey {
 pub struct SealedPart {
     /// The data key it is sealed under (also bound into the associated data).
     pub key_id: KeyId,
-    /// The XChaCha20-Poly1305 nonce. Never reuse one under the same key: the caller draws it at
-    /// random (24 bytes make collisions negligible), since this crate draws no randomness.
+    /// The XChaCha20-Poly1305 nonce. Never reuse one under the same key for a different
+    /// plaintext: the caller supplies it (random, or derived from the key, event id and
+    /// plaintext), since this crate draws no randomness.
     pub nonce: [u8; 24],
     /// The ciphertext followed by the 16-byte Poly1305 tag.
     pub ciphertext: Vec<u8>,
@@ -95,7 +96,7 @@ fn associated_data(event_id: &EventId, key_id: &KeyId) -> Vec<u8> {
 }
 
 /// Seals `plaintext` (the personal part of the payload of event `event_id`) under `key`.
-/// `nonce` must never have been used with this key before.
+/// `nonce` must never have been used with this key for a different plaintext.
 pub fn seal_personal(
     key_id: KeyId,
     key: &DataKey,
