@@ -1,0 +1,207 @@
+//! `cairn serve`: one server on the embedded store.
+//!
+//! Start-up opens the store (which locks the data directory and checks the segment files), loads
+//! or creates the server identity (log id and checkpoint signing key, kept in the data directory),
+//! starts the checkpointer, binds the listener and prints exactly one line on stdout:
+//! `cairn listening on ADDR public-key HEX log-id HEX`. Tests and scripts read that line to find
+//! the port and the key to pin. SIGINT or SIGTERM shuts down gracefully: no new calls, calls in
+//! flight finish, a final checkpoint is signed, the store is closed, exit 0.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use cairn_grpc::ServerLimits;
+use cairn_service::{Checkpointer, Ledger, ServerIdentity};
+use cairn_store_embedded::{EmbeddedOptions, EmbeddedStore};
+use clap::Args;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// `cairn serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The data directory: segment files, indexes, keys, checkpoints and the server identity.
+    /// Created on first start.
+    #[arg(long, env = "CAIRN_DATA", default_value = "./cairn-data")]
+    data: PathBuf,
+
+    /// The address to listen on; port 0 picks a free port (the startup line says which).
+    #[arg(long, env = "CAIRN_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+
+    /// How often the sealer signs a checkpoint while there are new records, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    checkpoint_interval_ms: u64,
+
+    /// After a shutdown signal, how long calls in flight (subscriptions never end by themselves)
+    /// may run before they are cut, in milliseconds. A second signal cuts them at once.
+    #[arg(long, default_value_t = 5000)]
+    shutdown_grace_ms: u64,
+}
+
+/// Runs the server until a shutdown signal.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Signal handlers first: a signal that arrives during start-up then shuts down cleanly
+    // instead of killing the process half-way through opening the store.
+    let mut signals = ShutdownSignals::new()?;
+    let store = {
+        let dir = args.data.clone();
+        tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir, EmbeddedOptions::default()))
+            .await
+            .context("the store-opening thread panicked")?
+            .with_context(|| format!("cannot open the ledger in {}", args.data.display()))?
+    };
+    let result = serve_store(&args, &store, &mut signals).await;
+    // Closing twice is harmless: this also covers a start-up failure after the open.
+    store.close().await;
+    if result.is_ok() {
+        tracing::info!("stopped");
+    }
+    result
+}
+
+/// Serves an open store until a shutdown signal; signs the final checkpoint and closes the store.
+async fn serve_store(
+    args: &ServeArgs,
+    store: &Arc<EmbeddedStore>,
+    signals: &mut ShutdownSignals,
+) -> anyhow::Result<()> {
+    let identity = {
+        let dir = args.data.clone();
+        tokio::task::spawn_blocking(move || ServerIdentity::load_or_create(&dir))
+            .await
+            .context("the identity-loading thread panicked")?
+            .with_context(|| {
+                format!(
+                    "cannot load the server identity in {}",
+                    args.data.join("identity").display()
+                )
+            })?
+    };
+    let identity = Arc::new(identity);
+    let listener =
+        bind_listener(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+
+    let checkpointer = Checkpointer::new(Arc::clone(store), Arc::clone(&identity))
+        .spawn(Duration::from_millis(args.checkpoint_interval_ms));
+    let ledger = Arc::new(Ledger::new(Arc::clone(store), Arc::clone(&identity)));
+
+    announce(address, &identity).context("cannot write the startup line to stdout")?;
+    tracing::info!(
+        %address,
+        data = %args.data.display(),
+        checkpoint_interval_ms = args.checkpoint_interval_ms,
+        "serving"
+    );
+
+    let (shutdown_sender, shutdown_receiver) = tokio::sync::oneshot::channel::<()>();
+    let mut server = Box::pin(cairn_grpc::serve(
+        listener,
+        ledger,
+        ServerLimits::default(),
+        async {
+            let _ = shutdown_receiver.await;
+        },
+    ));
+    let mut served = None;
+    tokio::select! {
+        result = &mut server => served = Some(result),
+        name = signals.next() => {
+            tracing::info!(signal = name, "shutting down: refusing new calls, finishing calls in flight");
+            let _ = shutdown_sender.send(());
+            tokio::select! {
+                result = &mut server => served = Some(result),
+                () = tokio::time::sleep(Duration::from_millis(args.shutdown_grace_ms)) => {
+                    tracing::warn!(
+                        grace_ms = args.shutdown_grace_ms,
+                        "calls still open after the grace period (subscriptions follow the ledger \
+                         until they are ended); ending them"
+                    );
+                }
+                name = signals.next() => {
+                    tracing::warn!(signal = name, "second signal: ending the calls still open");
+                }
+            }
+        }
+    }
+    // The server takes no new calls: the final checkpoint covers every record appended through it.
+    checkpointer.stop().await;
+    // Closing the store ends the subscriptions still open, so their clients see the stream end
+    // rather than a reset connection; give the server a moment to say so.
+    store.close().await;
+    if served.is_none() {
+        match tokio::time::timeout(Duration::from_millis(SUBSCRIPTION_END_MS), &mut server).await {
+            Ok(result) => served = Some(result),
+            Err(_) => {
+                tracing::warn!("connections still open after the store closed; dropping them")
+            }
+        }
+    }
+    drop(server);
+    served.unwrap_or(Ok(())).context("the gRPC server failed")
+}
+
+/// How long the server may take to end the subscriptions the store's closing ended, in
+/// milliseconds.
+const SUBSCRIPTION_END_MS: u64 = 1000;
+
+/// Binds the listening socket with TCP_NODELAY set, which the sockets it accepts inherit (Linux
+/// copies the listener's options to accepted sockets). `cairn_grpc::serve` takes a listener and
+/// cannot set it per connection; without it, Nagle's algorithm holds back the last small write of
+/// each answer until the client's delayed ACK, about 40 ms per call.
+pub fn bind_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Connections the kernel queues before the server accepts them.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Prints the one startup line and flushes it, so a reader of a pipe sees it at once.
+fn announce(address: SocketAddr, identity: &ServerIdentity) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "cairn listening on {address} public-key {} log-id {}",
+        identity.public_key().to_hex(),
+        identity.log_id.to_hex()
+    )?;
+    stdout.flush()
+}
+
+/// SIGINT and SIGTERM, as one stream of shutdown requests.
+struct ShutdownSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl ShutdownSignals {
+    fn new() -> anyhow::Result<ShutdownSignals> {
+        Ok(ShutdownSignals {
+            interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+        })
+    }
+
+    /// Waits for the next signal and names it.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+}
