@@ -152,10 +152,7 @@ async fn serve_store(
 /// milliseconds.
 const SUBSCRIPTION_END_MS: u64 = 1000;
 
-/// Binds the listening socket with TCP_NODELAY set, which the sockets it accepts inherit (Linux
-/// copies the listener's options to accepted sockets). `cairn_grpc::serve` takes a listener and
-/// cannot set it per connection; without it, Nagle's algorithm holds back the last small write of
-/// each answer until the client's delayed ACK, about 40 ms per call.
+/// Binds the listening socket (`cairn_grpc::serve` sets TCP_NODELAY on each connection it accepts).
 pub fn bind_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if address.is_ipv4() {
         TcpSocket::new_v4()?
@@ -163,7 +160,6 @@ pub fn bind_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
-    socket.set_nodelay(true)?;
     socket.bind(address)?;
     socket.listen(LISTEN_BACKLOG)
 }

@@ -7,13 +7,15 @@ use cairn_ledger::{Position, StreamVersion};
 use cairn_service::{AppendCommand, Ledger};
 use cairn_store::{EventStore, KeyStore, limits as store_limits};
 use futures::{Stream, StreamExt};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tonic::{Request, Response, Status};
 
 use crate::convert::{
     checkpoint_to_proto, draft_from_proto, expected_from_proto, record_to_proto, stream_from_proto,
 };
-use crate::error::{invalid_argument, status_from_service, status_from_store};
+use crate::error::{
+    RESUME_FROM_METADATA, invalid_argument, status_from_service, status_from_store,
+};
 use crate::proto;
 use crate::proto::ledger_service_server::LedgerService;
 use crate::server::ServerLimits;
@@ -23,15 +25,21 @@ pub struct LedgerApi<S> {
     ledger: Arc<Ledger<S>>,
     limits: ServerLimits,
     subscriptions: Arc<Semaphore>,
+    shutting_down: watch::Receiver<bool>,
 }
 
 impl<S: EventStore + KeyStore> LedgerApi<S> {
-    /// Serves `ledger` within `limits`.
-    pub fn new(ledger: Arc<Ledger<S>>, limits: ServerLimits) -> LedgerApi<S> {
+    /// Serves `ledger` within `limits`; open subscriptions end when `shutting_down` turns true.
+    pub fn new(
+        ledger: Arc<Ledger<S>>,
+        limits: ServerLimits,
+        shutting_down: watch::Receiver<bool>,
+    ) -> LedgerApi<S> {
         LedgerApi {
             ledger,
             subscriptions: Arc::new(Semaphore::new(limits.subscriptions_max)),
             limits,
+            shutting_down,
         }
     }
 
@@ -83,6 +91,15 @@ impl<S: EventStore + KeyStore> LedgerApi<S> {
                 Status::failed_precondition("no checkpoint has been signed yet; pass a tree size")
             })
     }
+}
+
+/// A subscription as served: records until it fails or the server shuts down.
+struct SubscribeState {
+    records: SubscribeStream,
+    shutting_down: watch::Receiver<bool>,
+    /// The first position not yet sent: where the client resumes.
+    next: u64,
+    ended: bool,
 }
 
 type SubscribeStream = Pin<Box<dyn Stream<Item = Result<proto::SubscribeResponse, Status>> + Send>>;
@@ -196,7 +213,7 @@ impl<S: EventStore + KeyStore> LedgerService for LedgerApi<S> {
         );
         let ledger = Arc::clone(&self.ledger);
         let include_personal = request.include_personal;
-        let stream = subscription.then(move |item| {
+        let records = subscription.then(move |item| {
             let ledger = Arc::clone(&ledger);
             // The permit lives as long as the stream: one slot per open subscription.
             let _permit = &permit;
@@ -210,6 +227,48 @@ impl<S: EventStore + KeyStore> LedgerService for LedgerApi<S> {
                     record: Some(record_to_proto(opened)),
                 })
             }
+        });
+        let state = SubscribeState {
+            records: Box::pin(records),
+            shutting_down: self.shutting_down.clone(),
+            next: request.from_position.max(1),
+            ended: false,
+        };
+        let stream = futures::stream::unfold(state, |mut state| async move {
+            if state.ended {
+                return None;
+            }
+            let item = tokio::select! {
+                // Shutdown first, so a subscriber that keeps the stream busy still lets it end.
+                biased;
+                _ = state.shutting_down.wait_for(|shutting_down| *shutting_down) => None,
+                item = state.records.next() => Some(item?),
+            };
+            let item = match item {
+                None => {
+                    state.ended = true;
+                    let mut status = Status::unavailable(format!(
+                        "the server is shutting down; resume from position {}",
+                        state.next
+                    ));
+                    status
+                        .metadata_mut()
+                        .insert(RESUME_FROM_METADATA, state.next.into());
+                    Err(status)
+                }
+                Some(Ok(response)) => {
+                    state.next = response
+                        .record
+                        .as_ref()
+                        .map_or(state.next, |record| record.position + 1);
+                    Ok(response)
+                }
+                Some(Err(status)) => {
+                    state.ended = true;
+                    Err(status)
+                }
+            };
+            Some((item, state))
         });
         Ok(Response::new(Box::pin(stream)))
     }

@@ -1,0 +1,83 @@
+//! Graceful shutdown ends open subscriptions with UNAVAILABLE and the position to resume from.
+
+use std::sync::Arc;
+
+use cairn_grpc::proto::ledger_service_client::LedgerServiceClient;
+use cairn_grpc::proto::{AppendRequest, EventInput, StreamRef, SubscribeRequest};
+use cairn_grpc::{RESUME_FROM_METADATA, ServerLimits, serve};
+use cairn_service::{Ledger, ServerIdentity};
+use cairn_store::MemoryStore;
+use tokio::net::TcpListener;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_subscriptions_with_the_resume_position() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let identity = Arc::new(ServerIdentity::from_secrets([1; 32], [2; 32], [3; 32]));
+    let ledger = Arc::new(Ledger::new(MemoryStore::new(), identity));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, ledger, ServerLimits::default(), async {
+        let _ = stopped.await;
+    }));
+
+    let mut client = LedgerServiceClient::connect(format!("http://{address}"))
+        .await
+        .unwrap();
+    let events = (0..3u8)
+        .map(|i| EventInput {
+            event_id: vec![i; 16],
+            event_type: "Noted".into(),
+            payload: vec![i],
+            ..Default::default()
+        })
+        .collect();
+    client
+        .append(AppendRequest {
+            stream: Some(StreamRef {
+                tenant: "acme".into(),
+                aggregate_type: "feedback".into(),
+                aggregate_id: "f1".into(),
+            }),
+            expected: None,
+            events,
+            actor: "user:a".into(),
+        })
+        .await
+        .unwrap();
+    let mut subscription = client
+        .subscribe(SubscribeRequest {
+            from_position: 2,
+            include_personal: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for expected in [2, 3] {
+        let record = subscription
+            .message()
+            .await
+            .unwrap()
+            .unwrap()
+            .record
+            .unwrap();
+        assert_eq!(record.position, expected);
+    }
+
+    stop.send(()).unwrap();
+    let status = subscription
+        .message()
+        .await
+        .expect_err("ends with a status");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
+    assert_eq!(
+        status
+            .metadata()
+            .get(RESUME_FROM_METADATA)
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        "4"
+    );
+    // With the subscription ended, graceful shutdown completes without waiting on it.
+    server.await.unwrap().unwrap();
+}
