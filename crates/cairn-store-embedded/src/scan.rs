@@ -1,0 +1,582 @@
+//! Reading every segment from the start: recovery on open (which may cut a torn tail) and
+//! [`verify_segments`] (which never modifies anything).
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use cairn_ledger::{
+    Hash, Position, Record, StreamId, StreamVersion, Timestamp, empty_root, node_hash,
+};
+use cairn_store::StoreError;
+use tracing::{info, instrument, warn};
+
+use crate::segment::{
+    FRAME_BODY_BYTES_MAX, FRAME_BODY_BYTES_MIN, FRAME_HEADER_BYTES, FrameParse,
+    PREPARED_SEGMENT_FILE, SEGMENT_HEADER_BYTES, SEGMENTS_DIR, decode_body, decode_header,
+    parse_frame, parse_segment_file_name, sync_dir,
+};
+
+/// Whether a scan may repair a torn tail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ScanMode {
+    /// Opening the store: cut a torn tail (truncate, sync) and carry on.
+    Repair,
+    /// Verifying a stopped store: report a torn tail, change nothing.
+    ReadOnly,
+}
+
+/// One segment as the scan left it.
+#[derive(Clone, Debug)]
+pub(crate) struct ScannedSegment {
+    /// Position of its first record (also its file name).
+    pub first_position: Position,
+    /// Its path.
+    pub path: PathBuf,
+    /// Its length in bytes after any cut: the end of its last whole frame.
+    pub len: u64,
+    /// How many records it holds.
+    pub records: u64,
+}
+
+/// A torn tail found at the end of the last segment.
+#[derive(Clone, Debug)]
+pub(crate) struct TornTail {
+    /// The segment.
+    pub segment: PathBuf,
+    /// The position the first cut frame would have had.
+    pub position: Position,
+    /// Where the cut starts.
+    pub offset: u64,
+    /// How many bytes were (or would be) cut.
+    pub bytes: u64,
+}
+
+/// What a scan found.
+#[derive(Debug)]
+pub(crate) struct ScanOutcome {
+    /// The segments in position order.
+    pub segments: Vec<ScannedSegment>,
+    /// The last position ([`Position::ZERO`] for an empty ledger).
+    pub last_position: Position,
+    /// The torn tail, if there was one.
+    pub torn_tail: Option<TornTail>,
+}
+
+/// One record as the scan meets it.
+pub(crate) struct ScannedRecord<'a> {
+    /// The decoded, checked record.
+    pub record: &'a Record,
+    /// The byte offset of its frame in its segment.
+    pub offset: u64,
+}
+
+/// How much of a segment is read at once.
+const READ_WINDOW_BYTES: usize = 4 << 20;
+
+/// Reads the segments under `dir` (the data directory) in position order, checking every frame
+/// (checksum, envelope decoding, payload commitment, gapless positions) and calling `visit` for
+/// each record. Stops at the first damage with [`StoreError::Corrupt`] naming its position,
+/// except a torn tail, which [`ScanMode::Repair`] cuts and [`ScanMode::ReadOnly`] reports.
+pub(crate) fn scan_segments(
+    dir: &Path,
+    mode: ScanMode,
+    visit: &mut dyn FnMut(ScannedRecord<'_>) -> Result<(), StoreError>,
+) -> Result<ScanOutcome, StoreError> {
+    let segments_dir = dir.join(SEGMENTS_DIR);
+    let mut files = list_segments(&segments_dir)?;
+    let mut outcome = ScanOutcome {
+        segments: Vec::with_capacity(files.len()),
+        last_position: Position::ZERO,
+        torn_tail: None,
+    };
+    let count = files.len();
+    for (index, (named_first, path)) in files.drain(..).enumerate() {
+        let is_last = index + 1 == count;
+        let expected = outcome.last_position.next();
+        let segment = scan_one(
+            &path,
+            named_first,
+            expected,
+            is_last,
+            mode,
+            &mut outcome,
+            visit,
+        )?;
+        if let Some(segment) = segment {
+            if segment.records > 0 {
+                outcome.last_position = Position(segment.first_position.0 + segment.records - 1);
+            }
+            outcome.segments.push(segment);
+        }
+    }
+    Ok(outcome)
+}
+
+/// The segment files under `segments_dir`, sorted by first position. A missing folder is an
+/// empty ledger.
+fn list_segments(segments_dir: &Path) -> Result<Vec<(Position, PathBuf)>, StoreError> {
+    let entries = match fs::read_dir(segments_dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => {
+            return Err(StoreError::io(
+                format!("list segments in {}", segments_dir.display()),
+                error,
+            ));
+        }
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| {
+            StoreError::io(
+                format!("list segments in {}", segments_dir.display()),
+                error,
+            )
+        })?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        match parse_segment_file_name(&name) {
+            Some(first) => files.push((first, entry.path())),
+            None if name == PREPARED_SEGMENT_FILE => {}
+            None if name.ends_with(".seg") => {
+                return Err(StoreError::Corrupt {
+                    position: None,
+                    detail: format!(
+                        "segment file {} does not have a valid name",
+                        entry.path().display()
+                    ),
+                });
+            }
+            None => warn!(file = %entry.path().display(), "ignoring a file that is not a segment"),
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// A window over a file, so frames can be parsed from memory without reading the whole file.
+struct Window<'a> {
+    file: &'a File,
+    path: &'a Path,
+    file_len: u64,
+    start: u64,
+    data: Vec<u8>,
+}
+
+impl Window<'_> {
+    /// Up to `want` bytes from `offset` (fewer only at the end of the file).
+    fn get(&mut self, offset: u64, want: usize) -> Result<&[u8], StoreError> {
+        let available = (self.file_len.saturating_sub(offset)).min(want as u64) as usize;
+        let end = offset + available as u64;
+        if offset < self.start || end > self.start + self.data.len() as u64 {
+            let read = (self.file_len - offset).min(want.max(READ_WINDOW_BYTES) as u64) as usize;
+            self.data.resize(read, 0);
+            self.file
+                .read_exact_at(&mut self.data, offset)
+                .map_err(|error| {
+                    StoreError::io(
+                        format!("read segment {} at offset {offset}", self.path.display()),
+                        error,
+                    )
+                })?;
+            self.start = offset;
+        }
+        let from = (offset - self.start) as usize;
+        Ok(&self.data[from..from + available])
+    }
+}
+
+/// Scans one segment file; `None` when it was a torn, empty last segment (removed in repair
+/// mode).
+fn scan_one(
+    path: &Path,
+    named_first: Position,
+    expected: Position,
+    is_last: bool,
+    mode: ScanMode,
+    outcome: &mut ScanOutcome,
+    visit: &mut dyn FnMut(ScannedRecord<'_>) -> Result<(), StoreError>,
+) -> Result<Option<ScannedSegment>, StoreError> {
+    let name = path.display().to_string();
+    let file =
+        File::open(path).map_err(|error| StoreError::io(format!("open segment {name}"), error))?;
+    let file_len = file
+        .metadata()
+        .map_err(|error| StoreError::io(format!("stat segment {name}"), error))?
+        .len();
+    let mut window = Window {
+        file: &file,
+        path,
+        file_len,
+        start: 0,
+        data: Vec::new(),
+    };
+    let corrupt = |position: Position, detail: String| StoreError::Corrupt {
+        position: Some(position),
+        detail,
+    };
+
+    let header = window.get(0, SEGMENT_HEADER_BYTES as usize)?.to_vec();
+    let header_torn =
+        header.len() < SEGMENT_HEADER_BYTES as usize || header.iter().all(|&b| b == 0);
+    if header_torn && is_last && all_zero_from(&mut window, 0)? {
+        // The crash came while the segment was being created: no frame was ever written to it.
+        outcome.torn_tail = Some(TornTail {
+            segment: path.to_path_buf(),
+            position: expected,
+            offset: 0,
+            bytes: file_len,
+        });
+        if mode == ScanMode::Repair {
+            drop(window);
+            drop(file);
+            fs::remove_file(path)
+                .map_err(|error| StoreError::io(format!("remove torn segment {name}"), error))?;
+            let parent = path.parent().unwrap_or(Path::new("."));
+            sync_dir(parent)
+                .map_err(|error| StoreError::io(format!("sync {}", parent.display()), error))?;
+            warn!(segment = %name, position = expected.0, bytes_cut = file_len, "removed a torn, empty last segment");
+        }
+        return Ok(None);
+    }
+    let first = decode_header(&header)
+        .map_err(|reason| corrupt(expected, format!("segment {name}: {reason}")))?;
+    if first != named_first {
+        return Err(corrupt(
+            expected,
+            format!(
+                "segment {name} says its first position is {first}, its name says {named_first}"
+            ),
+        ));
+    }
+    if first != expected {
+        return Err(corrupt(
+            expected,
+            format!(
+                "segment {name} starts at position {first}, but position {expected} comes next"
+            ),
+        ));
+    }
+
+    let mut offset = SEGMENT_HEADER_BYTES;
+    let mut next = first;
+    while offset < file_len {
+        let head = window.get(offset, FRAME_HEADER_BYTES as usize)?;
+        let parsed_len = (head.len() == FRAME_HEADER_BYTES as usize)
+            .then(|| u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize)
+            .filter(|len| (FRAME_BODY_BYTES_MIN..=FRAME_BODY_BYTES_MAX).contains(len));
+        let want = FRAME_HEADER_BYTES as usize + parsed_len.unwrap_or(0);
+        let bytes = window.get(offset, want)?;
+        match parse_frame(bytes) {
+            FrameParse::Frame { body, frame_bytes } => {
+                let record =
+                    decode_body(body, next).map_err(|error| with_location(error, &name, offset))?;
+                visit(ScannedRecord {
+                    record: &record,
+                    offset,
+                })?;
+                offset += frame_bytes as u64;
+                next = next.next();
+            }
+            bad => {
+                let problem = bad.problem();
+                if all_zero_from(&mut window, offset)? {
+                    // Preallocated space the writer has not reached: the segment ends here.
+                    break;
+                }
+                if !is_last {
+                    return Err(corrupt(
+                        next,
+                        format!("{problem} at offset {offset} of segment {name}"),
+                    ));
+                }
+                if let Some(valid_at) = valid_frame_after(&file, path, offset + 1, file_len)? {
+                    return Err(corrupt(
+                        next,
+                        format!(
+                            "{problem} at offset {offset} of the last segment {name}, and a valid frame \
+                             follows at offset {valid_at}: this is damage, not a torn write"
+                        ),
+                    ));
+                }
+                let bytes = file_len - offset;
+                outcome.torn_tail = Some(TornTail {
+                    segment: path.to_path_buf(),
+                    position: next,
+                    offset,
+                    bytes,
+                });
+                if mode == ScanMode::Repair {
+                    drop(window);
+                    drop(file);
+                    cut(path, offset)?;
+                    warn!(
+                        segment = %name,
+                        position = next.0,
+                        offset,
+                        bytes_cut = bytes,
+                        %problem,
+                        "cut a torn tail: these bytes were never acknowledged"
+                    );
+                } else {
+                    info!(segment = %name, position = next.0, offset, bytes, %problem, "found a torn tail");
+                }
+                return Ok(Some(ScannedSegment {
+                    first_position: first,
+                    path: path.to_path_buf(),
+                    len: offset,
+                    records: next.0 - first.0,
+                }));
+            }
+        }
+    }
+    Ok(Some(ScannedSegment {
+        first_position: first,
+        path: path.to_path_buf(),
+        len: offset,
+        records: next.0 - first.0,
+    }))
+}
+
+/// Adds the segment and offset to a corruption found while decoding a frame.
+fn with_location(error: StoreError, segment: &str, offset: u64) -> StoreError {
+    match error {
+        StoreError::Corrupt { position, detail } => StoreError::Corrupt {
+            position,
+            detail: format!("{detail} (frame at offset {offset} of segment {segment})"),
+        },
+        other => other,
+    }
+}
+
+/// Whether every byte from `offset` to the end of the file is zero.
+fn all_zero_from(window: &mut Window<'_>, mut offset: u64) -> Result<bool, StoreError> {
+    while offset < window.file_len {
+        let bytes = window.get(offset, READ_WINDOW_BYTES)?;
+        if bytes.iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        offset += bytes.len() as u64;
+    }
+    Ok(true)
+}
+
+/// The offset of the first checksum-valid frame starting anywhere in `from..file_len`, if any.
+/// Only runs after a bad frame in the last segment, to tell a torn write (nothing valid after it)
+/// from damage (valid frames after it). A false match needs a random 64-bit checksum to match.
+fn valid_frame_after(
+    file: &File,
+    path: &Path,
+    from: u64,
+    file_len: u64,
+) -> Result<Option<u64>, StoreError> {
+    if from >= file_len {
+        return Ok(None);
+    }
+    let mut rest = vec![0u8; (file_len - from) as usize];
+    file.read_exact_at(&mut rest, from).map_err(|error| {
+        StoreError::io(
+            format!("read segment {} at offset {from}", path.display()),
+            error,
+        )
+    })?;
+    let mut start = 0;
+    while start < rest.len() {
+        if let FrameParse::Frame { .. } = parse_frame(&rest[start..]) {
+            return Ok(Some(from + start as u64));
+        }
+        if rest[start] == 0 {
+            // Skip a run of zeros (padding, usually): a frame's 4-byte length is never zero, so
+            // a frame starts at most 3 bytes before the next non-zero byte.
+            match rest[start..].iter().position(|&byte| byte != 0) {
+                Some(non_zero) => start = (start + non_zero).saturating_sub(3).max(start + 1),
+                None => break,
+            }
+        } else {
+            start += 1;
+        }
+    }
+    Ok(None)
+}
+
+/// Truncates a segment to `len` bytes and syncs it (the size is metadata: a full sync).
+fn cut(path: &Path, len: u64) -> Result<(), StoreError> {
+    let file = File::options().write(true).open(path).map_err(|error| {
+        StoreError::io(
+            format!("open segment {} to cut its torn tail", path.display()),
+            error,
+        )
+    })?;
+    file.set_len(len).map_err(|error| {
+        StoreError::io(format!("cut segment {} at {len}", path.display()), error)
+    })?;
+    file.sync_all().map_err(|error| {
+        StoreError::io(
+            format!("sync segment {} after the cut", path.display()),
+            error,
+        )
+    })
+}
+
+/// Checks the invariants that span records: stream versions are gapless per stream and the
+/// recorded time never goes back along positions.
+#[derive(Default)]
+pub(crate) struct LedgerChecks {
+    /// The version each stream has reached.
+    pub streams: HashMap<StreamId, StreamVersion>,
+    /// The recorded time of the last record.
+    pub last_recorded_at: Timestamp,
+}
+
+impl LedgerChecks {
+    /// Checks the next record in position order.
+    pub(crate) fn check(&mut self, record: &Record) -> Result<(), StoreError> {
+        let envelope = &record.envelope;
+        let corrupt = |detail: String| StoreError::Corrupt {
+            position: Some(envelope.position),
+            detail,
+        };
+        if envelope.recorded_at < self.last_recorded_at {
+            return Err(corrupt(format!(
+                "recorded time {} goes back from {}",
+                envelope.recorded_at.0, self.last_recorded_at.0
+            )));
+        }
+        self.last_recorded_at = envelope.recorded_at;
+        match self.streams.get_mut(&envelope.stream) {
+            Some(version) => {
+                if envelope.stream_version != version.next() {
+                    return Err(corrupt(format!(
+                        "stream {} jumps from version {version} to {}",
+                        envelope.stream, envelope.stream_version
+                    )));
+                }
+                *version = envelope.stream_version;
+            }
+            None => {
+                if envelope.stream_version != StreamVersion(1) {
+                    return Err(corrupt(format!(
+                        "stream {} starts at version {}",
+                        envelope.stream, envelope.stream_version
+                    )));
+                }
+                self.streams
+                    .insert(envelope.stream.clone(), envelope.stream_version);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The Merkle root of a growing list of leaves in O(log n) memory: the complete subtrees along
+/// the right edge, like a binary counter. Gives the same root as `cairn_ledger::MerkleTree`.
+#[derive(Default)]
+pub(crate) struct Frontier {
+    /// `(height, hash)` of complete subtrees, tallest first.
+    subtrees: Vec<(u32, Hash)>,
+}
+
+impl Frontier {
+    /// Adds the next leaf hash.
+    pub(crate) fn push(&mut self, leaf: Hash) {
+        let mut node = (0u32, leaf);
+        while let Some(&(height, left)) = self.subtrees.last() {
+            if height != node.0 {
+                break;
+            }
+            self.subtrees.pop();
+            node = (height + 1, node_hash(&left, &node.1));
+        }
+        self.subtrees.push(node);
+    }
+
+    /// The root of the leaves pushed so far.
+    pub(crate) fn root(&self) -> Hash {
+        let mut nodes = self.subtrees.iter().rev();
+        let Some(&(_, mut root)) = nodes.next() else {
+            return empty_root();
+        };
+        for (_, left) in nodes {
+            root = node_hash(left, &root);
+        }
+        root
+    }
+}
+
+/// What [`verify_segments`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// How many records were verified.
+    pub records: u64,
+    /// The Merkle root of the tree of all of them (the empty root for an empty ledger).
+    pub root: Hash,
+    /// The last position ([`Position::ZERO`] for an empty ledger).
+    pub last_position: Position,
+    /// How many segment files were read.
+    pub segments: u64,
+    /// Bytes of a torn tail at the end of the last segment (a crash during a write that was never
+    /// acknowledged), which the next open of the store will cut; 0 when there is none.
+    pub torn_tail_bytes: u64,
+}
+
+/// How often [`verify_segments`] reports progress, in records.
+const VERIFY_PROGRESS_RECORDS: u64 = 10_000;
+
+/// Verifies the segment files of a stopped store, reading them only: every frame's checksum,
+/// every envelope's decoding and position, every payload's commitment, gapless positions and
+/// stream versions, and the Merkle root over all of it. Needs no lock and no index; it must not
+/// run while a store has the directory open (it may then see a write in progress as a torn
+/// tail). `progress` is called with the number of records verified so far, every 10,000
+/// records and at the end.
+///
+/// On the first damage it returns [`StoreError::Corrupt`] with the position of the record whose
+/// frame is damaged. A torn tail is not damage: it is reported in
+/// [`VerifyReport::torn_tail_bytes`].
+#[instrument(skip(progress), fields(dir = %dir.display()))]
+pub fn verify_segments(
+    dir: &Path,
+    mut progress: impl FnMut(u64),
+) -> Result<VerifyReport, StoreError> {
+    let mut frontier = Frontier::default();
+    let mut checks = LedgerChecks::default();
+    let mut records = 0u64;
+    let outcome = scan_segments(dir, ScanMode::ReadOnly, &mut |scanned| {
+        checks.check(scanned.record)?;
+        frontier.push(scanned.record.leaf_hash());
+        records += 1;
+        if records.is_multiple_of(VERIFY_PROGRESS_RECORDS) {
+            progress(records);
+        }
+        Ok(())
+    })?;
+    progress(records);
+    debug_assert_eq!(outcome.last_position, Position(records));
+    Ok(VerifyReport {
+        records,
+        root: frontier.root(),
+        last_position: outcome.last_position,
+        segments: outcome.segments.len() as u64,
+        torn_tail_bytes: outcome.torn_tail.map_or(0, |torn| torn.bytes),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_ledger::{MerkleTree, leaf_hash};
+
+    #[test]
+    fn frontier_roots_match_the_merkle_tree() {
+        let mut tree = MerkleTree::new();
+        let mut frontier = Frontier::default();
+        assert_eq!(frontier.root(), tree.root());
+        for leaf in 0..100u32 {
+            let hash = leaf_hash(&leaf.to_le_bytes());
+            tree.push(hash);
+            frontier.push(hash);
+            assert_eq!(frontier.root(), tree.root(), "size {}", leaf + 1);
+        }
+    }
+}
