@@ -171,20 +171,7 @@ impl TenantId {
     /// Validates and wraps a tenant id.
     pub fn new(text: impl Into<String>) -> Result<TenantId, LedgerError> {
         let text = text.into();
-        check_len("tenant", text.len(), limits::TENANT_ID_BYTES_MAX)?;
-        let first_ok = text
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        let all_ok = text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-        if !first_ok || !all_ok {
-            return Err(LedgerError::InvalidField {
-                field: "tenant",
-                reason: format!("{text:?} must be [a-z0-9._-] and start with a letter or digit"),
-            });
-        }
+        validate_tenant(&text)?;
         Ok(TenantId(text))
     }
 
@@ -192,6 +179,25 @@ impl TenantId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Checks a tenant id's length and alphabet without taking ownership of it.
+fn validate_tenant(text: &str) -> Result<(), LedgerError> {
+    check_len("tenant", text.len(), limits::TENANT_ID_BYTES_MAX)?;
+    let first_ok = text
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let all_ok = text
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if !first_ok || !all_ok {
+        return Err(LedgerError::InvalidField {
+            field: "tenant",
+            reason: format!("{text:?} must be [a-z0-9._-] and start with a letter or digit"),
+        });
+    }
+    Ok(())
 }
 
 impl fmt::Display for TenantId {
@@ -232,7 +238,7 @@ impl StreamId {
     /// Checks every part against its limit and alphabet (the tenant is valid by construction,
     /// except after decoding, so it is checked again).
     pub fn validate(&self) -> Result<(), LedgerError> {
-        TenantId::new(self.tenant.0.clone())?;
+        validate_tenant(&self.tenant.0)?;
         check_len(
             "aggregate_type",
             self.aggregate_type.len(),

@@ -26,5 +26,5 @@ pub use envelope::{DataClass, ENVELOPE_FORMAT_V1, Envelope, LineageParent, valid
 pub use error::LedgerError;
 pub use ids::{EventId, Hash, KeyId, Position, StreamId, StreamVersion, TenantId, Timestamp};
 pub use merkle::{ConsistencyProof, InclusionProof, MerkleTree, empty_root, leaf_hash, node_hash};
-pub use record::{Record, payload_commitment};
+pub use record::{Record, check_sealed_key, payload_commitment};
 pub use seal::{DataKey, SealedPart, SealedPayload, open_sealed, seal_personal};

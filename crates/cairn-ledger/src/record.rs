@@ -1,6 +1,7 @@
 use crate::envelope::Envelope;
 use crate::error::LedgerError;
-use crate::ids::{Hash, Position};
+use crate::ids::{Hash, KeyId, Position};
+use crate::seal::SealedPayload;
 use crate::limits;
 use crate::merkle::leaf_hash;
 
@@ -25,16 +26,28 @@ pub struct Record {
 }
 
 impl Record {
-    /// Builds a record from an envelope whose commitment and length must match `payload`.
-    pub fn new(envelope: Envelope, payload: Vec<u8>) -> Result<Record, LedgerError> {
+    /// Builds a record, setting the envelope's payload commitment and length from `payload`
+    /// (whatever they were), so the two cannot disagree and the payload is hashed once.
+    ///
+    /// The sealed payload's structure is not decoded here: writers check it before they build
+    /// records (`cairn_store::validate_append`), and [`Record::from_parts`] checks it on every
+    /// read-back.
+    pub fn new(mut envelope: Envelope, payload: Vec<u8>) -> Result<Record, LedgerError> {
+        if payload.len() > limits::PAYLOAD_BYTES_MAX {
+            return Err(LedgerError::LimitExceeded {
+                field: "payload",
+                limit: limits::PAYLOAD_BYTES_MAX as u64,
+                actual: payload.len() as u64,
+            });
+        }
+        envelope.payload_len = payload.len() as u32;
+        envelope.payload_commitment = payload_commitment(&payload);
         let envelope_bytes = envelope.encode()?;
-        let record = Record {
+        Ok(Record {
             envelope,
             envelope_bytes,
             payload,
-        };
-        record.check_payload()?;
-        Ok(record)
+        })
     }
 
     /// Decodes a record read back from storage, checking the envelope and the payload commitment.
@@ -68,6 +81,25 @@ impl Record {
                 position: self.envelope.position,
             });
         }
-        Ok(())
+        let sealed = SealedPayload::decode(&self.payload)?;
+        check_sealed_key(self.envelope.key_id, &sealed)
     }
+}
+
+/// Checks that a payload's sealed part is under the key its envelope names (and that a payload
+/// without a sealed part names none). Erasure destroys the key the envelope names; a sealed part
+/// under any other key would survive it.
+pub fn check_sealed_key(envelope_key: Option<KeyId>, sealed: &SealedPayload) -> Result<(), LedgerError> {
+    let sealed_key = sealed.sealed.as_ref().map(|part| part.key_id);
+    if sealed_key != envelope_key {
+        return Err(LedgerError::InvalidField {
+            field: "key_id",
+            reason: format!(
+                "the envelope names key {} but the payload is sealed under {}",
+                envelope_key.map_or_else(|| "none".to_owned(), |key| key.to_hex()),
+                sealed_key.map_or_else(|| "none".to_owned(), |key| key.to_hex())
+            ),
+        });
+    }
+    Ok(())
 }

@@ -4,8 +4,9 @@
 use std::collections::HashSet;
 
 use cairn_ledger::{
-    ENVELOPE_FORMAT_V1, Envelope, EventId, LedgerError, Position, Record, StreamId, StreamVersion,
-    Timestamp, limits as ledger_limits, payload_commitment, validate_event_fields,
+    ENVELOPE_FORMAT_V1, Envelope, EventId, Hash, LedgerError, Position, Record, SealedPayload,
+    StreamId, StreamVersion, Timestamp, check_sealed_key, limits as ledger_limits, payload_commitment,
+    validate_event_fields,
 };
 
 use crate::error::StoreError;
@@ -67,6 +68,11 @@ pub fn validate_append(stream: &StreamId, events: &[NewEvent]) -> Result<(), Sto
                 actual: event.payload.len() as u64,
             });
         }
+        let sealed = SealedPayload::decode(&event.payload).map_err(|error| StoreError::InvalidArgument {
+            field: "payload",
+            reason: format!("event {index}: not a sealed payload encoding: {error}"),
+        })?;
+        check_sealed_key(event.key_id, &sealed).map_err(at)?;
         if event.data_class.requires_sealing() != event.key_id.is_some() {
             return Err(StoreError::InvalidArgument {
                 field: "key_id",
@@ -213,8 +219,9 @@ pub fn build_records(
                 lineage: event.lineage.clone(),
                 data_class: event.data_class,
                 key_id: event.key_id,
-                payload_commitment: payload_commitment(&event.payload),
-                payload_len: event.payload.len() as u32,
+                // Record::new sets both from the payload.
+                payload_commitment: Hash::ZERO,
+                payload_len: 0,
                 policy_bundle_hash: event.policy_bundle_hash,
             };
             Ok(Record::new(envelope, event.payload.clone())?)

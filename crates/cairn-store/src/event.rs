@@ -28,7 +28,8 @@ pub struct NewEvent {
     pub key_id: Option<KeyId>,
     /// Hash of the policy bundle in force.
     pub policy_bundle_hash: Hash,
-    /// The sealed payload bytes (`cairn_ledger::SealedPayload` encoded), already sealed.
+    /// The payload: a `cairn_ledger::SealedPayload` encoding, its personal part already sealed
+    /// under `key_id` (a store refuses anything else).
     pub payload: Vec<u8>,
 }
 

@@ -101,8 +101,13 @@ pub fn event(seed: &str) -> NewEvent {
         data_class: DataClass::Internal,
         key_id: None,
         policy_bundle_hash: Hash([3; 32]),
-        payload: seed.as_bytes().iter().copied().cycle().take(300).collect(),
+        payload: clear_payload(seed.as_bytes().iter().copied().cycle().take(290).collect()),
     }
+}
+
+/// A payload with only a clear part.
+pub fn clear_payload(clear: Vec<u8>) -> Vec<u8> {
+    cairn_ledger::SealedPayload { clear, sealed: None }.encode()
 }
 
 fn events(prefix: &str, count: usize) -> Vec<NewEvent> {
@@ -319,7 +324,7 @@ pub async fn idempotent_for_ever(mut harness: impl Harness) {
     );
 
     let mut changed = batch.clone();
-    changed[2].payload.push(1);
+    changed[2].payload = clear_payload(b"other content".to_vec());
     let error = store
         .append(stream("i"), ExpectedVersion::Any, changed)
         .await
@@ -393,7 +398,7 @@ pub async fn invalid_appends_store_nothing(harness: impl Harness) {
         StoreErrorKind::LimitExceeded
     );
     let mut big = event("big");
-    big.payload = vec![0; cairn_ledger::limits::PAYLOAD_BYTES_MAX + 1];
+    big.payload = clear_payload(vec![0; cairn_ledger::limits::PAYLOAD_BYTES_MAX]);
     assert_eq!(
         refused(vec![big]).await.kind(),
         StoreErrorKind::LimitExceeded
@@ -437,6 +442,18 @@ pub async fn invalid_appends_store_nothing(harness: impl Harness) {
         refused(batch.clone()).await.kind(),
         StoreErrorKind::LimitExceeded
     );
+    batch[0] = event("not-sealed");
+    batch[0].payload = b"raw bytes, not a sealed payload".to_vec();
+    assert!(matches!(refused(batch.clone()).await, StoreError::InvalidArgument { field: "payload", .. }));
+    batch[0] = event("wrong-key");
+    batch[0].data_class = DataClass::Personal;
+    batch[0].key_id = Some(KeyId([1; 16]));
+    batch[0].payload = cairn_ledger::SealedPayload {
+        clear: vec![],
+        sealed: Some(cairn_ledger::SealedPart { key_id: KeyId([2; 16]), nonce: [0; 24], ciphertext: vec![1, 2, 3] }),
+    }
+    .encode();
+    assert!(matches!(refused(batch.clone()).await, StoreError::InvalidArgument { field: "key_id", .. }));
     let bad_stream = StreamId {
         tenant: tenant(),
         aggregate_type: "Bad Type".into(),
