@@ -99,6 +99,9 @@ struct Measured {
     elapsed: Duration,
     /// Per-operation latencies, sorted.
     latencies: Vec<Duration>,
+    /// CPU time of the whole process (every thread: appenders, client, server, store) during the
+    /// phase, where measured: where the time goes when the disk is not the limit.
+    cpu: Option<Duration>,
 }
 
 impl Measured {
@@ -109,7 +112,19 @@ impl Measured {
             operations: latencies.len() as u64,
             elapsed,
             latencies,
+            cpu: None,
         }
+    }
+
+    fn with_cpu(mut self, cpu: Duration) -> Measured {
+        self.cpu = Some(cpu);
+        self
+    }
+
+    /// CPU microseconds per durable record, across all threads of the process.
+    fn cpu_micros_per_record(&self) -> Option<f64> {
+        self.cpu
+            .map(|cpu| cpu.as_secs_f64() * 1e6 / self.records.max(1) as f64)
     }
 
     fn records_per_second(&self) -> f64 {
@@ -138,6 +153,8 @@ struct Report {
     raw_preallocated: Vec<(usize, Measured)>,
     in_process: Vec<(usize, Measured)>,
     grpc: Vec<(usize, Measured)>,
+    /// 64 appenders on a fresh store, the clock running until close() has indexed everything.
+    sustained: Measured,
     verification: Verification,
 }
 
@@ -241,6 +258,27 @@ async fn run(base: &Path, phase: Duration, rounds: u32, quick: bool) -> Result<R
         }
     }
 
+    // The phases above stop the clock when the last append is acknowledged; the store's background
+    // indexer then still owes sled its entries (it defers them while appends keep coming). This
+    // phase keeps the clock running through close(), which indexes everything pending, so it
+    // shows what a sustained load costs when the index has to keep up.
+    eprintln!("in process: 64 appenders, including indexing");
+    let sustained = {
+        let store = open_store(&base.join("sustained")).await?;
+        let appended = store_appends(&store, 64, 0, phase * 2).await?;
+        let cpu_started = process_cpu_time()?;
+        let closing = Instant::now();
+        store.close().await;
+        let close = closing.elapsed();
+        let cpu =
+            appended.cpu.unwrap_or_default() + process_cpu_time()?.saturating_sub(cpu_started);
+        Measured {
+            elapsed: appended.elapsed + close,
+            cpu: Some(cpu),
+            ..appended
+        }
+    };
+
     let _ = stop.send(());
     server.await?.context("the gRPC server failed")?;
     checkpointer.stop().await;
@@ -263,6 +301,7 @@ async fn run(base: &Path, phase: Duration, rounds: u32, quick: bool) -> Result<R
         raw_preallocated: best_of_each(all.raw_preallocated),
         in_process: best_of_each(all.in_process),
         grpc: best_of_each(all.grpc),
+        sustained,
         verification,
     })
 }
@@ -332,6 +371,7 @@ fn raw_fsync_per_batch(
     }
     let mut latencies = Vec::new();
     let started = Instant::now();
+    let cpu_started = process_cpu_time()?;
     while started.elapsed() < phase {
         let one = Instant::now();
         write_and_sync()?;
@@ -341,7 +381,8 @@ fn raw_fsync_per_batch(
     drop(file);
     fs::remove_file(&path)?;
     let records = (latencies.len() * batch) as u64;
-    Ok(Measured::new(records, elapsed, latencies))
+    let cpu = process_cpu_time()?.saturating_sub(cpu_started);
+    Ok(Measured::new(records, elapsed, latencies).with_cpu(cpu))
 }
 
 async fn open_store(dir: &Path) -> Result<Arc<EmbeddedStore>> {
@@ -504,13 +545,35 @@ async fn collect(
 ) -> Result<Measured> {
     barrier.wait().await;
     let started = Instant::now();
+    let cpu_started = process_cpu_time()?;
     let mut latencies = Vec::new();
     for task in tasks {
         latencies.extend(task.await??);
     }
     let elapsed = started.elapsed();
+    let cpu = process_cpu_time()?.saturating_sub(cpu_started);
     let records = latencies.len() as u64;
-    Ok(Measured::new(records, elapsed, latencies))
+    Ok(Measured::new(records, elapsed, latencies).with_cpu(cpu))
+}
+
+/// User plus system CPU time of this process so far, from `/proc/self/stat` (in clock ticks of
+/// 1/100 s, Linux's USER_HZ: fine-grained enough for phases of seconds).
+fn process_cpu_time() -> Result<Duration> {
+    let stat = fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| anyhow::anyhow!("unexpected /proc/self/stat: {stat}"))?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let ticks: u64 = fields
+        .get(11..13)
+        .ok_or_else(|| anyhow::anyhow!("short /proc/self/stat: {stat}"))?
+        .iter()
+        .map(|field| field.parse::<u64>())
+        .sum::<Result<u64, _>>()?;
+    Ok(Duration::from_millis(ticks * 10))
 }
 
 /// `verify_segments` over the in-process ledger, beside blake3 over the same bytes: read and
@@ -691,15 +754,20 @@ impl std::fmt::Display for Report {
             self.phase.as_secs_f64(),
             self.frame_bytes
         )?;
-        writeln!(f, "| durable appends | appenders | records/s | p50 | p99 |")?;
-        writeln!(f, "|---|---:|---:|---:|---:|")?;
+        writeln!(
+            f,
+            "| durable appends | appenders | records/s | p50 | p99 | CPU per record (all threads) |"
+        )?;
+        writeln!(f, "|---|---:|---:|---:|---:|---:|")?;
         let row = |f: &mut std::fmt::Formatter<'_>, what: &str, who: String, m: &Measured| {
             writeln!(
                 f,
-                "| {what} | {who} | {} | {} | {} |",
+                "| {what} | {who} | {} | {} | {} | {} |",
                 rate(m.records_per_second()),
                 micros(m.percentile(0.50)),
-                micros(m.percentile(0.99))
+                micros(m.percentile(0.99)),
+                m.cpu_micros_per_record()
+                    .map_or_else(|| "-".to_owned(), |cpu| format!("{cpu:.1} µs"))
             )
         };
         for (file, list) in [
@@ -723,6 +791,12 @@ impl std::fmt::Display for Report {
                 measured,
             )?;
         }
+        row(
+            f,
+            "EmbeddedStore, in process, clock stopped after close() indexed everything",
+            "64".into(),
+            &self.sustained,
+        )?;
         for (appenders, measured) in &self.grpc {
             row(f, "gRPC server, loopback", appenders.to_string(), measured)?;
         }
