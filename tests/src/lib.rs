@@ -750,13 +750,13 @@ pub mod segment {
     }
 
     /// Recomputes the checksum of `frame` in `file` (a segment file's bytes) after its body was
-    /// changed: blake3 in derive-key mode, context `cairn segment frame v1`, first 8 bytes.
+    /// changed: XXH3-64 of the body, little-endian.
     pub fn reseal_frame(file: &mut [u8], frame: &Frame) {
-        let mut hasher = blake3::Hasher::new_derive_key("cairn segment frame v1");
-        hasher.update(&file[frame.body.clone()]);
-        let checksum = hasher.finalize();
+        // XXH3-64 of the body, little-endian: the segment format's frame checksum, written out
+        // here as an outside tool would, from the documented layout.
+        let checksum = xxhash_rust::xxh3::xxh3_64(&file[frame.body.clone()]);
         file[frame.offset + 4..frame.offset + FRAME_HEADER_BYTES]
-            .copy_from_slice(&checksum.as_bytes()[..8]);
+            .copy_from_slice(&checksum.to_le_bytes());
     }
 }
 

@@ -1,9 +1,9 @@
 use crate::envelope::Envelope;
 use crate::error::LedgerError;
 use crate::ids::{Hash, KeyId, Position};
-use crate::seal::SealedPayload;
 use crate::limits;
 use crate::merkle::leaf_hash;
+use crate::seal::SealedPayload;
 
 /// The commitment an envelope makes to its payload: blake3 of the sealed payload bytes, domain
 /// separated from leaf and node hashes by blake3's key-derivation mode.
@@ -89,7 +89,10 @@ impl Record {
 /// Checks that a payload's sealed part is under the key its envelope names (and that a payload
 /// without a sealed part names none). Erasure destroys the key the envelope names; a sealed part
 /// under any other key would survive it.
-pub fn check_sealed_key(envelope_key: Option<KeyId>, sealed: &SealedPayload) -> Result<(), LedgerError> {
+pub fn check_sealed_key(
+    envelope_key: Option<KeyId>,
+    sealed: &SealedPayload,
+) -> Result<(), LedgerError> {
     let sealed_key = sealed.sealed.as_ref().map(|part| part.key_id);
     if sealed_key != envelope_key {
         return Err(LedgerError::InvalidField {

@@ -106,7 +106,11 @@ mod tests {
             data_class: DataClass::Public,
             key_id: None,
             policy_bundle_hash: Hash::ZERO,
-            payload: cairn_ledger::SealedPayload { clear: vec![id], sealed: None }.encode(),
+            payload: cairn_ledger::SealedPayload {
+                clear: vec![id],
+                sealed: None,
+            }
+            .encode(),
         }
     }
 

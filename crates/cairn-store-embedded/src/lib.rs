@@ -3,7 +3,8 @@
 //! rebuildable index and plain files for data keys and checkpoints.
 //!
 //! [`EmbeddedStore`] implements `cairn_store::EventStore` and `cairn_store::KeyStore`;
-//! [`verify_segments`] checks a stopped store's segments and recomputes its Merkle root.
+//! [`verify_segments`] checks a stopped store's segments, recomputes its Merkle root and checks
+//! the stored checkpoints against it; [`read_checkpoints`] reads a stopped store's checkpoints.
 //!
 //! This crate must never acknowledge an append before its bytes are `fdatasync`'d in a segment
 //! file, never treat sled as a copy of record (sled 0.34's flush is not a durability barrier:
@@ -39,7 +40,9 @@
 //!   while appends keep coming (sled costs more per record than the rest of an append); until
 //!   then, lookups are answered from in-memory pending entries.
 //!
-//! File and sled reads from async calls run on `spawn_blocking` threads.
+//! File and sled reads from async calls run on `spawn_blocking` threads. Opening the store and
+//! [`verify_segments`] read each segment with a reader thread and one decoding worker per core,
+//! visiting the records in position order on the calling thread (the `frames` module).
 //!
 //! # Open and recovery
 //!
@@ -49,7 +52,10 @@
 //! (a few microseconds per record), and a persisted tree can replace it later. A torn tail (a
 //! short or bad frame at the very end of the last segment, from a crash during a write that was
 //! never acknowledged) is cut; a bad frame anywhere else refuses the open with
-//! `StoreError::Corrupt` naming the position. Then the sled index is brought up to date: missing
+//! `StoreError::Corrupt` naming the position. So does a bad last frame at a position known to
+//! have been acknowledged (covered by the latest stored checkpoint, or by the index's
+//! `indexed_through`): a torn write never hits a synced record, so that is damage, and an
+//! acknowledged record is never cut. Then the sled index is brought up to date: missing
 //! records are indexed, and an index that claims more than the segments hold, or disagrees with
 //! them, is wiped and rebuilt.
 //!
@@ -62,6 +68,7 @@
 
 mod checkpoints;
 mod filter;
+mod frames;
 mod index;
 mod keys;
 mod recovery;
@@ -70,7 +77,8 @@ mod segment;
 mod store;
 mod writer;
 
-pub use scan::{VerifyReport, verify_segments};
+pub use checkpoints::read_checkpoints;
+pub use scan::{StoredCheckpoint, VerifyReport, verify_segments};
 pub use store::EmbeddedStore;
 
 /// Tuning of an [`EmbeddedStore`]. Every field has a sensible default ([`Default`]).

@@ -1,5 +1,11 @@
-//! Opening a data directory: scan the segments (cutting a torn tail), rebuild the in-memory
-//! state, and bring the sled index up to date with the segments.
+//! Opening a data directory: scan the segments (cutting a torn tail, never an acknowledged
+//! record), rebuild the in-memory state, and bring the sled index up to date with the segments.
+//!
+//! What was acknowledged is known from two records kept apart from the segments: the latest
+//! checkpoint in `checkpoints.log` (saved only over acknowledged records) and the index's
+//! `indexed_through` (the indexer only receives records after their `fdatasync`). A bad frame at
+//! a position at or below either is damage to an acknowledged record, and the open refuses it
+//! with `StoreError::Corrupt` naming the position, instead of cutting it as a torn tail.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -11,7 +17,7 @@ use tracing::{info, warn};
 
 use crate::filter::EventIdFilter;
 use crate::index::{IndexEntry, MemIndex, SegmentSpan, SledIndex, StreamState};
-use crate::scan::{LedgerChecks, ScanMode, TornTail, scan_segments};
+use crate::scan::{Acknowledged, LedgerChecks, ScanMode, TornTail, scan_segments};
 use crate::segment::SEGMENTS_DIR;
 
 /// What opening found.
@@ -33,14 +39,27 @@ const CATCH_UP_CHUNK_RECORDS: usize = 8192;
 
 /// Scans the segments under `dir` and brings `sled` up to date with them; wipes and rebuilds
 /// the index if it claims more than the segments hold or disagrees with them.
-pub(crate) fn recover(dir: &Path, sled: &SledIndex) -> Result<Recovered, StoreError> {
+///
+/// `checkpoint_size` is the tree size of the latest checkpoint in `checkpoints.log`. It and the
+/// index's `indexed_through` (the indexer only sees records after their `fdatasync`) bound what
+/// was acknowledged: the scan refuses to cut a torn tail at or below either (see the `scan`
+/// module).
+pub(crate) fn recover(
+    dir: &Path,
+    sled: &SledIndex,
+    checkpoint_size: u64,
+) -> Result<Recovered, StoreError> {
     let indexed_through = sled.indexed_through()?;
-    match pass(dir, sled, indexed_through)? {
+    let acknowledged = Acknowledged {
+        checkpoint_size,
+        indexed_through,
+    };
+    match pass(dir, sled, indexed_through, acknowledged)? {
         Pass::Done(recovered) => Ok(*recovered),
         Pass::Rebuild(reason) => {
             warn!(%reason, "the sled index disagrees with the segments: rebuilding it from them");
             sled.clear()?;
-            match pass(dir, sled, Position::ZERO)? {
+            match pass(dir, sled, Position::ZERO, acknowledged)? {
                 Pass::Done(recovered) => Ok(*recovered),
                 Pass::Rebuild(reason) => Err(StoreError::Corrupt {
                     position: None,
@@ -59,17 +78,22 @@ enum Pass {
 }
 
 /// One scan of the segments, indexing every record after `indexed_through`.
-fn pass(dir: &Path, sled: &SledIndex, indexed_through: Position) -> Result<Pass, StoreError> {
+fn pass(
+    dir: &Path,
+    sled: &SledIndex,
+    indexed_through: Position,
+    acknowledged: Acknowledged,
+) -> Result<Pass, StoreError> {
     let mut checks = LedgerChecks::default();
     let mut tree = MerkleTree::new();
     let mut offsets = Vec::new();
     let mut catch_up = CatchUp::new(sled);
     let mut filter = EventIdFilter::new(expected_ids(dir));
     let mut rebuild: Option<String> = None;
-    let outcome = scan_segments(dir, ScanMode::Repair, &mut |scanned| {
+    let outcome = scan_segments(dir, ScanMode::Repair, acknowledged, &mut |scanned| {
         let record = scanned.record;
         checks.check(record)?;
-        tree.push(record.leaf_hash());
+        tree.push(scanned.leaf);
         offsets.push(scanned.offset);
         let position = record.position();
         let seen_before = filter.may_contain(&record.envelope.event_id);

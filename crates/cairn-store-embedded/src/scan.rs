@@ -1,5 +1,22 @@
 //! Reading every segment from the start: recovery on open (which may cut a torn tail) and
 //! [`verify_segments`] (which never modifies anything).
+//!
+//! # Torn tails, and what is never cut
+//!
+//! A crash during a write can leave a **torn tail**: a frame at the end of the last segment that
+//! is short or fails its checksum, with nothing valid after it. Its records were never
+//! acknowledged (an append is acknowledged only after its `fdatasync`), so the open cuts it.
+//!
+//! A torn write can only hit records that were never synced, so a bad frame at a position known
+//! to have been acknowledged is damage, whatever it looks like, and is never cut: the open and
+//! [`verify_segments`] refuse it with `StoreError::Corrupt` naming that position. Two records
+//! outside the segments say what was acknowledged ([`Acknowledged`]):
+//!
+//! - the tree size of the latest checkpoint in `checkpoints.log` (a checkpoint is saved only
+//!   over acknowledged records, and fdatasync'd);
+//! - the sled index's `indexed_through` (the indexer receives records only after their sync).
+//!   The open uses it; [`verify_segments`] does not, because opening sled writes to it, and a
+//!   verification changes nothing.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -7,14 +24,16 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use cairn_ledger::{
-    Hash, Position, Record, StreamId, StreamVersion, Timestamp, empty_root, node_hash,
+    Hash, Position, Record, SignedCheckpoint, StreamId, StreamVersion, Timestamp, empty_root,
+    node_hash,
 };
 use cairn_store::StoreError;
 use tracing::{info, instrument, warn};
 
+use crate::checkpoints::{CHECKPOINTS_FILE, check_root, read_log};
+use crate::frames::{FrameSource, FramesEnd, scan_frames};
 use crate::segment::{
-    FRAME_BODY_BYTES_MAX, FRAME_BODY_BYTES_MIN, FRAME_HEADER_BYTES, FrameParse,
-    PREPARED_SEGMENT_FILE, SEGMENT_HEADER_BYTES, SEGMENTS_DIR, decode_body, decode_header,
+    FrameParse, PREPARED_SEGMENT_FILE, SEGMENT_HEADER_BYTES, SEGMENTS_DIR, decode_header,
     parse_frame, parse_segment_file_name, sync_dir,
 };
 
@@ -64,10 +83,53 @@ pub(crate) struct ScanOutcome {
     pub torn_tail: Option<TornTail>,
 }
 
+/// What is known to have been acknowledged, from records kept apart from the segments. A bad
+/// frame at or below it is damage, never a torn tail.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Acknowledged {
+    /// The tree size of the latest checkpoint in `checkpoints.log` (0 if there is none).
+    pub checkpoint_size: u64,
+    /// The sled index's `indexed_through` ([`Position::ZERO`] when unknown).
+    pub indexed_through: Position,
+}
+
+impl Acknowledged {
+    /// Refuses to cut the frame of `position` as a torn tail if it was acknowledged; `problem`
+    /// says what is wrong with the frame and where.
+    fn refuse_cut(&self, position: Position, problem: &str) -> Result<(), StoreError> {
+        let mut known = Vec::new();
+        if position.0 <= self.checkpoint_size {
+            known.push(format!(
+                "the latest checkpoint in checkpoints.log covers {} records",
+                self.checkpoint_size
+            ));
+        }
+        if position <= self.indexed_through {
+            known.push(format!(
+                "the index holds records through position {}",
+                self.indexed_through
+            ));
+        }
+        if known.is_empty() {
+            return Ok(());
+        }
+        Err(StoreError::Corrupt {
+            position: Some(position),
+            detail: format!(
+                "{problem}; position {position} was acknowledged ({}), so this is damage to an \
+                 acknowledged record, not a torn write, and it is not cut",
+                known.join(", and ")
+            ),
+        })
+    }
+}
+
 /// One record as the scan meets it.
 pub(crate) struct ScannedRecord<'a> {
     /// The decoded, checked record.
     pub record: &'a Record,
+    /// Its Merkle leaf hash.
+    pub leaf: Hash,
     /// The byte offset of its frame in its segment.
     pub offset: u64,
 }
@@ -78,10 +140,12 @@ const READ_WINDOW_BYTES: usize = 4 << 20;
 /// Reads the segments under `dir` (the data directory) in position order, checking every frame
 /// (checksum, envelope decoding, payload commitment, gapless positions) and calling `visit` for
 /// each record. Stops at the first damage with [`StoreError::Corrupt`] naming its position,
-/// except a torn tail, which [`ScanMode::Repair`] cuts and [`ScanMode::ReadOnly`] reports.
+/// except a torn tail, which [`ScanMode::Repair`] cuts and [`ScanMode::ReadOnly`] reports. A bad
+/// frame at or below `acknowledged` is damage, never a torn tail.
 pub(crate) fn scan_segments(
     dir: &Path,
     mode: ScanMode,
+    acknowledged: Acknowledged,
     visit: &mut dyn FnMut(ScannedRecord<'_>) -> Result<(), StoreError>,
 ) -> Result<ScanOutcome, StoreError> {
     let segments_dir = dir.join(SEGMENTS_DIR);
@@ -95,15 +159,13 @@ pub(crate) fn scan_segments(
     for (index, (named_first, path)) in files.drain(..).enumerate() {
         let is_last = index + 1 == count;
         let expected = outcome.last_position.next();
-        let segment = scan_one(
-            &path,
+        let segment = SegmentFile {
+            path: &path,
             named_first,
             expected,
             is_last,
-            mode,
-            &mut outcome,
-            visit,
-        )?;
+        };
+        let segment = scan_one(segment, mode, acknowledged, &mut outcome, visit)?;
         if let Some(segment) = segment {
             if segment.records > 0 {
                 outcome.last_position = Position(segment.first_position.0 + segment.records - 1);
@@ -188,14 +250,28 @@ impl Window<'_> {
     }
 }
 
+/// A segment file about to be scanned.
+struct SegmentFile<'a> {
+    path: &'a Path,
+    /// The first position its name gives.
+    named_first: Position,
+    /// The position that comes next in the ledger, which it must start at.
+    expected: Position,
+    /// Whether it is the last segment (the only one that can have a torn tail).
+    is_last: bool,
+}
+
 /// Scans one segment file; `None` when it was a torn, empty last segment (removed in repair
 /// mode).
 fn scan_one(
-    path: &Path,
-    named_first: Position,
-    expected: Position,
-    is_last: bool,
+    SegmentFile {
+        path,
+        named_first,
+        expected,
+        is_last,
+    }: SegmentFile<'_>,
     mode: ScanMode,
+    acknowledged: Acknowledged,
     outcome: &mut ScanOutcome,
     visit: &mut dyn FnMut(ScannedRecord<'_>) -> Result<(), StoreError>,
 ) -> Result<Option<ScannedSegment>, StoreError> {
@@ -223,6 +299,10 @@ fn scan_one(
         header.len() < SEGMENT_HEADER_BYTES as usize || header.iter().all(|&b| b == 0);
     if header_torn && is_last && all_zero_from(&mut window, 0)? {
         // The crash came while the segment was being created: no frame was ever written to it.
+        acknowledged.refuse_cut(
+            expected,
+            &format!("the last segment {name} holds nothing but zeros, not even its header"),
+        )?;
         outcome.torn_tail = Some(TornTail {
             segment: path.to_path_buf(),
             position: expected,
@@ -260,76 +340,71 @@ fn scan_one(
         ));
     }
 
-    let mut offset = SEGMENT_HEADER_BYTES;
-    let mut next = first;
-    while offset < file_len {
-        let head = window.get(offset, FRAME_HEADER_BYTES as usize)?;
-        let parsed_len = (head.len() == FRAME_HEADER_BYTES as usize)
-            .then(|| u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize)
-            .filter(|len| (FRAME_BODY_BYTES_MIN..=FRAME_BODY_BYTES_MAX).contains(len));
-        let want = FRAME_HEADER_BYTES as usize + parsed_len.unwrap_or(0);
-        let bytes = window.get(offset, want)?;
-        match parse_frame(bytes) {
-            FrameParse::Frame { body, frame_bytes } => {
-                let record =
-                    decode_body(body, next).map_err(|error| with_location(error, &name, offset))?;
-                visit(ScannedRecord {
-                    record: &record,
-                    offset,
-                })?;
-                offset += frame_bytes as u64;
-                next = next.next();
-            }
-            bad => {
-                let problem = bad.problem();
-                if all_zero_from(&mut window, offset)? {
-                    // Preallocated space the writer has not reached: the segment ends here.
-                    break;
-                }
-                if !is_last {
-                    return Err(corrupt(
-                        next,
-                        format!("{problem} at offset {offset} of segment {name}"),
-                    ));
-                }
-                if let Some(valid_at) = valid_frame_after(&file, path, offset + 1, file_len)? {
-                    return Err(corrupt(
-                        next,
-                        format!(
-                            "{problem} at offset {offset} of the last segment {name}, and a valid frame \
-                             follows at offset {valid_at}: this is damage, not a torn write"
-                        ),
-                    ));
-                }
-                let bytes = file_len - offset;
-                outcome.torn_tail = Some(TornTail {
-                    segment: path.to_path_buf(),
-                    position: next,
-                    offset,
-                    bytes,
-                });
-                if mode == ScanMode::Repair {
-                    drop(window);
-                    drop(file);
-                    cut(path, offset)?;
-                    warn!(
-                        segment = %name,
-                        position = next.0,
-                        offset,
-                        bytes_cut = bytes,
-                        %problem,
-                        "cut a torn tail: these bytes were never acknowledged"
-                    );
-                } else {
-                    info!(segment = %name, position = next.0, offset, bytes, %problem, "found a torn tail");
-                }
-                return Ok(Some(ScannedSegment {
-                    first_position: first,
-                    path: path.to_path_buf(),
-                    len: offset,
-                    records: next.0 - first.0,
-                }));
-            }
+    let source = FrameSource {
+        file: &file,
+        name: &name,
+        file_len,
+        start: SEGMENT_HEADER_BYTES,
+        first,
+    };
+    let frames = scan_frames(source, &mut |frame| {
+        visit(ScannedRecord {
+            record: frame.record,
+            leaf: frame.leaf,
+            offset: frame.offset,
+        })
+    })?;
+    let FramesEnd {
+        offset,
+        next,
+        problem,
+    } = frames;
+    // Zero padding (preallocated space the writer has not reached) ends the segment, and
+    // `scan_frames` reports no problem for it; anything else after the last valid frame is a
+    // torn tail or damage.
+    if let Some(problem) = problem
+        && !all_zero_from(&mut window, offset)?
+    {
+        if !is_last {
+            return Err(corrupt(
+                next,
+                format!("{problem} at offset {offset} of segment {name}"),
+            ));
+        }
+        acknowledged.refuse_cut(
+            next,
+            &format!("{problem} at offset {offset} of the last segment {name}"),
+        )?;
+        if let Some(valid_at) = valid_frame_after(&file, path, offset + 1, file_len)? {
+            return Err(corrupt(
+                next,
+                format!(
+                    "{problem} at offset {offset} of the last segment {name}, and a valid frame \
+                     follows at offset {valid_at}: this is damage, not a torn write"
+                ),
+            ));
+        }
+        let bytes = file_len - offset;
+        outcome.torn_tail = Some(TornTail {
+            segment: path.to_path_buf(),
+            position: next,
+            offset,
+            bytes,
+        });
+        if mode == ScanMode::Repair {
+            drop(window);
+            drop(file);
+            cut(path, offset)?;
+            warn!(
+                segment = %name,
+                position = next.0,
+                offset,
+                bytes_cut = bytes,
+                %problem,
+                "cut a torn tail: these bytes were never acknowledged"
+            );
+        } else {
+            info!(segment = %name, position = next.0, offset, bytes, %problem, "found a torn tail");
         }
     }
     Ok(Some(ScannedSegment {
@@ -338,17 +413,6 @@ fn scan_one(
         len: offset,
         records: next.0 - first.0,
     }))
-}
-
-/// Adds the segment and offset to a corruption found while decoding a frame.
-fn with_location(error: StoreError, segment: &str, offset: u64) -> StoreError {
-    match error {
-        StoreError::Corrupt { position, detail } => StoreError::Corrupt {
-            position,
-            detail: format!("{detail} (frame at offset {offset} of segment {segment})"),
-        },
-        other => other,
-    }
 }
 
 /// Whether every byte from `offset` to the end of the file is zero.
@@ -519,6 +583,20 @@ pub struct VerifyReport {
     /// Bytes of a torn tail at the end of the last segment (a crash during a write that was never
     /// acknowledged), which the next open of the store will cut; 0 when there is none.
     pub torn_tail_bytes: u64,
+    /// How many checkpoints `checkpoints.log` holds; each signs the root recomputed at its size.
+    pub checkpoints: u64,
+    /// The newest of them, if any.
+    pub latest_checkpoint: Option<StoredCheckpoint>,
+}
+
+/// A checkpoint stored in `checkpoints.log`, beside the root the segments give at its size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// The checkpoint as stored. Its signature is not checked: that needs the key the verifier
+    /// trusts ([`SignedCheckpoint::verify`]).
+    pub checkpoint: SignedCheckpoint,
+    /// The Merkle root recomputed from the segments at the checkpoint's tree size.
+    pub recomputed_root: Hash,
 }
 
 /// How often [`verify_segments`] reports progress, in records.
@@ -526,26 +604,40 @@ const VERIFY_PROGRESS_RECORDS: u64 = 10_000;
 
 /// Verifies the segment files of a stopped store, reading them only: every frame's checksum,
 /// every envelope's decoding and position, every payload's commitment, gapless positions and
-/// stream versions, and the Merkle root over all of it. Needs no lock and no index; it must not
-/// run while a store has the directory open (it may then see a write in progress as a torn
-/// tail). `progress` is called with the number of records verified so far, every 10,000
-/// records and at the end.
+/// stream versions, the Merkle root over all of it, and every checkpoint in `checkpoints.log`
+/// against the root recomputed at its tree size. Needs no lock and no index; it must not run
+/// while a store has the directory open (it may then see a write in progress as a torn tail).
+/// `progress` is called with the number of records verified so far, every 10,000 records and at
+/// the end.
 ///
 /// On the first damage it returns [`StoreError::Corrupt`] with the position of the record whose
 /// frame is damaged. A torn tail is not damage: it is reported in
-/// [`VerifyReport::torn_tail_bytes`].
+/// [`VerifyReport::torn_tail_bytes`]; but a bad frame at or below the tree size of the latest
+/// checkpoint was acknowledged, so it is damage (see the module docs). A checkpoint whose root is
+/// not the recomputed root at its size, or that covers more records than the segments hold, is
+/// [`StoreError::Corrupt`] naming its tree size. Signatures are left to the caller, who knows
+/// which key to trust ([`VerifyReport::latest_checkpoint`]).
 #[instrument(skip(progress), fields(dir = %dir.display()))]
 pub fn verify_segments(
     dir: &Path,
     mut progress: impl FnMut(u64),
 ) -> Result<VerifyReport, StoreError> {
+    let checkpoints_path = dir.join(CHECKPOINTS_FILE);
+    let checkpoint_log = read_log(&checkpoints_path)?;
+    let acknowledged = Acknowledged {
+        checkpoint_size: checkpoint_log.latest_tree_size(),
+        indexed_through: Position::ZERO,
+    };
     let mut frontier = Frontier::default();
     let mut checks = LedgerChecks::default();
     let mut records = 0u64;
-    let outcome = scan_segments(dir, ScanMode::ReadOnly, &mut |scanned| {
+    let mut roots = CheckpointRoots::new(&checkpoint_log.entries, &checkpoints_path);
+    roots.check_at(records, &frontier)?;
+    let outcome = scan_segments(dir, ScanMode::ReadOnly, acknowledged, &mut |scanned| {
         checks.check(scanned.record)?;
-        frontier.push(scanned.record.leaf_hash());
+        frontier.push(scanned.leaf);
         records += 1;
+        roots.check_at(records, &frontier)?;
         if records.is_multiple_of(VERIFY_PROGRESS_RECORDS) {
             progress(records);
         }
@@ -553,13 +645,68 @@ pub fn verify_segments(
     })?;
     progress(records);
     debug_assert_eq!(outcome.last_position, Position(records));
+    let latest_checkpoint = roots.finish(records)?;
     Ok(VerifyReport {
         records,
         root: frontier.root(),
         last_position: outcome.last_position,
         segments: outcome.segments.len() as u64,
         torn_tail_bytes: outcome.torn_tail.map_or(0, |torn| torn.bytes),
+        checkpoints: checkpoint_log.entries.len() as u64,
+        latest_checkpoint,
     })
+}
+
+/// Checks stored checkpoints against a [`Frontier`] as it grows: each checkpoint's root when
+/// the frontier reaches its tree size (tree sizes never decrease along the log).
+struct CheckpointRoots<'a> {
+    entries: &'a [SignedCheckpoint],
+    path: &'a Path,
+    /// The first entry not yet checked.
+    next: usize,
+    /// The root at the latest entry's size, once reached.
+    latest_root: Option<Hash>,
+}
+
+impl<'a> CheckpointRoots<'a> {
+    fn new(entries: &'a [SignedCheckpoint], path: &'a Path) -> CheckpointRoots<'a> {
+        CheckpointRoots {
+            entries,
+            path,
+            next: 0,
+            latest_root: None,
+        }
+    }
+
+    /// Checks every checkpoint of tree size `records`, the frontier's size.
+    fn check_at(&mut self, records: u64, frontier: &Frontier) -> Result<(), StoreError> {
+        let mut root = None;
+        while let Some(checkpoint) = self.entries.get(self.next)
+            && checkpoint.checkpoint.tree_size == records
+        {
+            let recomputed = *root.get_or_insert_with(|| frontier.root());
+            check_root(self.path, self.next, checkpoint, Some(recomputed), records)?;
+            self.latest_root = Some(recomputed);
+            self.next += 1;
+        }
+        Ok(())
+    }
+
+    /// After the last record (`records` in all): fails on a checkpoint the segments did not
+    /// reach, and returns the latest checkpoint with its recomputed root.
+    fn finish(self, records: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
+        if let Some(checkpoint) = self.entries.get(self.next) {
+            check_root(self.path, self.next, checkpoint, None, records)?;
+        }
+        Ok(self
+            .entries
+            .last()
+            .zip(self.latest_root)
+            .map(|(checkpoint, root)| StoredCheckpoint {
+                checkpoint: checkpoint.clone(),
+                recomputed_root: root,
+            }))
+    }
 }
 
 #[cfg(test)]

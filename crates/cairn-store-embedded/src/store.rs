@@ -20,7 +20,7 @@ use tokio::sync::{RwLock, RwLockReadGuard, broadcast, mpsc, watch};
 use tracing::{info, instrument, warn};
 
 use crate::EmbeddedOptions;
-use crate::checkpoints::Checkpoints;
+use crate::checkpoints::{CHECKPOINTS_FILE, Checkpoints, read_log};
 use crate::index::{Shared, SledIndex, run_indexer};
 use crate::keys::Keys;
 use crate::recovery::recover;
@@ -164,8 +164,13 @@ impl EmbeddedStore {
                 })?;
         }
         let sled = SledIndex::open(&dir.join(INDEX_DIR))?;
-        let recovered = recover(dir, &sled)?;
-        let checkpoints = Arc::new(Checkpoints::open(dir, &recovered.index.tree)?);
+        let checkpoint_log = read_log(&dir.join(CHECKPOINTS_FILE))?;
+        let recovered = recover(dir, &sled, checkpoint_log.latest_tree_size())?;
+        let checkpoints = Arc::new(Checkpoints::open(
+            dir,
+            checkpoint_log,
+            &recovered.index.tree,
+        )?);
         let keys = Arc::new(Keys::open(dir)?);
 
         let head_position = recovered.index.head;

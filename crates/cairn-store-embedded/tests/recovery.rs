@@ -13,7 +13,7 @@ use std::sync::Arc;
 use cairn_ledger::{DataKey, KeyId, Position, StreamVersion};
 use cairn_store::testsuite::{event, stream};
 use cairn_store::{EventStore, ExpectedVersion, KeyState, KeyStore, StoreError, StoreErrorKind};
-use cairn_store_embedded::{EmbeddedOptions, EmbeddedStore, verify_segments};
+use cairn_store_embedded::{EmbeddedOptions, EmbeddedStore, read_checkpoints, verify_segments};
 use common::{
     all_records, contains, flip_byte, frames, locate, open, open_with, root_of, segment_files,
     tiny_segments,
@@ -57,6 +57,7 @@ async fn torn_tail_mid_frame_is_cut_and_appends_continue_gapless() {
     store.close().await;
 
     // A crash while the last frame was being written: only its first bytes reached the disk.
+    // That record was never acknowledged, so the indexer never saw it either.
     let (path, offset, len) = locate(dir.path(), Position(10));
     let file = OpenOptions::new()
         .write(true)
@@ -64,6 +65,7 @@ async fn torn_tail_mid_frame_is_cut_and_appends_continue_gapless() {
         .expect("open segment");
     file.set_len(offset + len / 2).expect("truncate mid-frame");
     drop(file);
+    rewind_index(dir.path(), 9, true);
 
     let report = verify_segments(dir.path(), |_| {}).expect("a torn tail is not damage");
     assert_eq!(report.records, 9);
@@ -98,6 +100,229 @@ async fn torn_tail_mid_frame_is_cut_and_appends_continue_gapless() {
     store.close().await;
     let report = verify_segments(dir.path(), |_| {}).expect("verify");
     assert_eq!((report.records, report.torn_tail_bytes), (10, 0));
+}
+
+/// Signs a checkpoint of the store's tree at `tree_size` and saves it.
+async fn save_checkpoint(store: &EmbeddedStore, tree_size: u64) {
+    let signer = cairn_ledger::CheckpointSigner::from_secret_bytes([9; 32]);
+    let checkpoint = signer.sign(cairn_ledger::Checkpoint {
+        log_id: cairn_ledger::LogId([2; 32]),
+        tree_size,
+        root: store.root_at(tree_size).await.expect("root"),
+        timestamp: cairn_ledger::Timestamp(1),
+    });
+    store.save_checkpoint(checkpoint).await.expect("save");
+}
+
+/// Damage that looks like a torn write, done to the last frame of the last segment.
+#[derive(Clone, Copy, Debug)]
+enum LastFrameDamage {
+    /// One byte of the body flipped: the frame fails its checksum.
+    FlippedByte,
+    /// The file cut in the middle of the frame.
+    CutShort,
+}
+
+fn damage_last_frame(dir: &Path, position: Position, damage: LastFrameDamage) {
+    let (path, offset, len) = locate(dir, position);
+    match damage {
+        LastFrameDamage::FlippedByte => flip_byte(&path, offset + len - 3),
+        LastFrameDamage::CutShort => {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("open segment");
+            file.set_len(offset + len / 2).expect("truncate mid-frame");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_last_record_under_a_checkpoint_is_refused_not_cut() {
+    for damage in [LastFrameDamage::FlippedByte, LastFrameDamage::CutShort] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path()).await;
+        append_some(&store, "acked", 10).await;
+        save_checkpoint(&store, 10).await;
+        store.close().await;
+        // Without the index, the checkpoint alone says position 10 was acknowledged.
+        fs::remove_dir_all(dir.path().join("index")).expect("delete the index");
+        damage_last_frame(dir.path(), Position(10), damage);
+        let segment = segment_files(dir.path()).pop().expect("a segment");
+        let damaged = fs::read(&segment).expect("read");
+
+        let error = open_with(dir.path(), EmbeddedOptions::default())
+            .await
+            .err()
+            .expect("open refuses to cut an acknowledged record");
+        assert_eq!(error.kind(), StoreErrorKind::Corrupt, "{damage:?}");
+        let message = error.to_string();
+        assert!(message.contains("checkpoint"), "{damage:?}: {message}");
+        assert_eq!(corrupt_position(error), Some(Position(10)), "{damage:?}");
+        assert_eq!(
+            fs::read(&segment).expect("read"),
+            damaged,
+            "{damage:?}: nothing was cut"
+        );
+        let error = verify_segments(dir.path(), |_| {}).expect_err("verify refuses it too");
+        assert_eq!(corrupt_position(error), Some(Position(10)), "{damage:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_last_record_the_index_holds_is_refused_not_cut() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path()).await;
+    append_some(&store, "indexed", 10).await;
+    store.close().await;
+    // No checkpoint: the index's indexed_through (10, after a clean close) is what says so.
+    damage_last_frame(dir.path(), Position(10), LastFrameDamage::FlippedByte);
+    let error = open_with(dir.path(), EmbeddedOptions::default())
+        .await
+        .err()
+        .expect("open refuses to cut an acknowledged record");
+    let message = error.to_string();
+    assert!(message.contains("the index holds"), "{message}");
+    assert_eq!(corrupt_position(error), Some(Position(10)));
+    // verify_segments reads no index (opening sled writes to it): without a checkpoint it can
+    // only call this a torn tail.
+    let report = verify_segments(dir.path(), |_| {}).expect("verify");
+    assert_eq!((report.records, report.torn_tail_bytes > 0), (9, true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_tail_beyond_the_last_checkpoint_is_still_cut() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path()).await;
+    append_some(&store, "beyond", 10).await;
+    save_checkpoint(&store, 10).await;
+    let before = all_records(&store).await;
+    store.close().await;
+
+    // A crash while position 11 was being written: half its frame reached the disk.
+    let (path, offset, len) = locate(dir.path(), Position(10));
+    let mut bytes = fs::read(&path).expect("read");
+    let end = (offset + len) as usize;
+    let half: Vec<u8> = bytes[offset as usize..end - len as usize / 2].to_vec();
+    if bytes.len() < end + half.len() {
+        bytes.resize(end + half.len(), 0);
+    }
+    bytes[end..end + half.len()].copy_from_slice(&half);
+    fs::write(&path, &bytes).expect("write");
+
+    let report = verify_segments(dir.path(), |_| {}).expect("a torn tail is not damage");
+    assert_eq!(report.records, 10);
+    assert_eq!(report.torn_tail_bytes, (bytes.len() - end) as u64);
+    let store = open(dir.path()).await;
+    assert_eq!(all_records(&store).await, before);
+    let next = store
+        .append(stream("s0"), ExpectedVersion::Any, vec![event("after")])
+        .await
+        .expect("append after the cut");
+    assert_eq!(next.first_position, Position(11));
+    store.close().await;
+    let report = verify_segments(dir.path(), |_| {}).expect("verify");
+    assert_eq!((report.records, report.torn_tail_bytes), (11, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_checkpoints_are_checked_against_the_segments_at_their_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path()).await;
+    append_some(&store, "signed", 4).await;
+    save_checkpoint(&store, 4).await;
+    let checkpoint = store
+        .latest_checkpoint()
+        .await
+        .expect("latest")
+        .expect("saved");
+    append_some(&store, "unsigned", 2).await;
+    let head = store.head().await.expect("head");
+    store.close().await;
+
+    assert_eq!(
+        read_checkpoints(dir.path()).expect("read"),
+        vec![checkpoint.clone()]
+    );
+    let report = verify_segments(dir.path(), |_| {}).expect("verify");
+    assert_eq!((report.records, report.root), (6, head.root));
+    assert_eq!(report.checkpoints, 1);
+    let latest = report.latest_checkpoint.expect("a stored checkpoint");
+    assert_eq!(latest.checkpoint, checkpoint);
+    assert_eq!(latest.recomputed_root, checkpoint.checkpoint.root);
+
+    // Another ledger given this one's checkpoint log: signed, but over other records.
+    let other = tempfile::tempdir().expect("tempdir");
+    let store = open(other.path()).await;
+    append_some(&store, "other", 6).await;
+    store.close().await;
+    fs::copy(
+        dir.path().join("checkpoints.log"),
+        other.path().join("checkpoints.log"),
+    )
+    .expect("copy the log");
+    let error = verify_segments(other.path(), |_| {}).expect_err("the roots differ");
+    let message = error.to_string();
+    assert!(
+        message.contains("checkpoint of tree size 4 signs root"),
+        "{message}"
+    );
+    assert_eq!(corrupt_position(error), None);
+    let error = open_with(other.path(), EmbeddedOptions::default())
+        .await
+        .err()
+        .expect("open refuses it too");
+    assert!(error.to_string().contains("tree size 4"), "{error}");
+
+    // A ledger holding fewer records than a stored checkpoint covers.
+    let short = tempfile::tempdir().expect("tempdir");
+    let store = open(short.path()).await;
+    append_some(&store, "short", 3).await;
+    store.close().await;
+    fs::copy(
+        dir.path().join("checkpoints.log"),
+        short.path().join("checkpoints.log"),
+    )
+    .expect("copy the log");
+    let error = verify_segments(short.path(), |_| {}).expect_err("records are missing");
+    let message = error.to_string();
+    assert!(message.contains("tree size 4"), "{message}");
+    assert_eq!(corrupt_position(error), Some(Position(4)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envelope_rewritten_under_a_recomputed_checksum_fails_at_the_checkpoint() {
+    // The frame checksum (XXH3-64) is no protection against tampering: anyone can recompute
+    // it. A rewritten envelope that still decodes is caught by the checkpoint over its leaf.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path()).await;
+    append_some(&store, "rewrite", 6).await;
+    save_checkpoint(&store, 6).await;
+    store.close().await;
+
+    let (path, offset, len) = locate(dir.path(), Position(3));
+    let mut bytes = fs::read(&path).expect("read");
+    let frame = offset as usize..(offset + len) as usize;
+    let actor = bytes[frame.clone()]
+        .windows(8)
+        .position(|window| window == b"svc:test")
+        .expect("the actor is in the envelope");
+    bytes[frame.start + actor + 4] = b'T';
+    let checksum = xxhash_rust::xxh3::xxh3_64(&bytes[frame.start + 12..frame.end]);
+    bytes[frame.start + 4..frame.start + 12].copy_from_slice(&checksum.to_le_bytes());
+    fs::write(&path, &bytes).expect("write");
+
+    let error = verify_segments(dir.path(), |_| {}).expect_err("the checkpoint's root differs");
+    let message = error.to_string();
+    assert!(
+        message.contains("checkpoint of tree size 6 signs root"),
+        "{message}"
+    );
+    let error = open_with(dir.path(), EmbeddedOptions::default())
+        .await
+        .err()
+        .expect("open refuses it too");
+    assert!(error.to_string().contains("tree size 6"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,6 +411,59 @@ async fn a_flipped_byte_in_an_earlier_record_is_refused_at_its_position() {
     let store = open(dir.path()).await;
     assert_eq!(store.head().await.expect("head").position, Position(20));
     store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lowest_damaged_position_is_named_in_a_segment_read_in_parallel() {
+    // Enough records for the scan to split the segment into several jobs, decoded in parallel.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path()).await;
+    for batch in 0..25 {
+        let events = (0..100)
+            .map(|n| event(&format!("parallel-{batch}-{n}")))
+            .collect();
+        store
+            .append(stream("parallel"), ExpectedVersion::Any, events)
+            .await
+            .expect("append");
+    }
+    store.close().await;
+    assert_eq!(segment_files(dir.path()).len(), 1);
+    let mut reported = Vec::new();
+    let report = verify_segments(dir.path(), |records| reported.push(records)).expect("verify");
+    assert_eq!(report.records, 2500);
+    assert_eq!(
+        reported,
+        vec![2500],
+        "progress comes every 10,000 records and at the end"
+    );
+
+    for (early, late) in [
+        (Position(700), Position(2300)),
+        (Position(1900), Position(2100)),
+    ] {
+        for position in [early, late] {
+            let (path, offset, _) = locate(dir.path(), position);
+            flip_byte(&path, offset + 12 + 20);
+        }
+        for _ in 0..3 {
+            let error = verify_segments(dir.path(), |_| {}).expect_err("damage");
+            assert_eq!(corrupt_position(error), Some(early));
+            let error = open_with(dir.path(), EmbeddedOptions::default())
+                .await
+                .err()
+                .expect("refused");
+            assert_eq!(corrupt_position(error), Some(early));
+        }
+        for position in [early, late] {
+            let (path, offset, _) = locate(dir.path(), position);
+            flip_byte(&path, offset + 12 + 20);
+        }
+    }
+    assert_eq!(
+        verify_segments(dir.path(), |_| {}).expect("repaired").root,
+        report.root
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -483,6 +761,10 @@ async fn torn_key_and_checkpoint_writes_are_cut() {
             .expect("open");
         handle.write_all(&vec![0x77; bytes]).expect("write");
     }
+    assert_eq!(
+        read_checkpoints(dir.path()).expect("a torn last entry is left out"),
+        vec![checkpoint.clone()]
+    );
     let store = open(dir.path()).await;
     assert_eq!(
         store.latest_checkpoint().await.expect("latest"),

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use cairn_ledger::{
     ENVELOPE_FORMAT_V1, Envelope, EventId, Hash, LedgerError, Position, Record, SealedPayload,
-    StreamId, StreamVersion, Timestamp, check_sealed_key, limits as ledger_limits, payload_commitment,
-    validate_event_fields,
+    StreamId, StreamVersion, Timestamp, check_sealed_key, limits as ledger_limits,
+    payload_commitment, validate_event_fields,
 };
 
 use crate::error::StoreError;
@@ -68,10 +68,11 @@ pub fn validate_append(stream: &StreamId, events: &[NewEvent]) -> Result<(), Sto
                 actual: event.payload.len() as u64,
             });
         }
-        let sealed = SealedPayload::decode(&event.payload).map_err(|error| StoreError::InvalidArgument {
-            field: "payload",
-            reason: format!("event {index}: not a sealed payload encoding: {error}"),
-        })?;
+        let sealed =
+            SealedPayload::decode(&event.payload).map_err(|error| StoreError::InvalidArgument {
+                field: "payload",
+                reason: format!("event {index}: not a sealed payload encoding: {error}"),
+            })?;
         check_sealed_key(event.key_id, &sealed).map_err(at)?;
         if event.data_class.requires_sealing() != event.key_id.is_some() {
             return Err(StoreError::InvalidArgument {

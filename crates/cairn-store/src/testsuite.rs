@@ -107,7 +107,11 @@ pub fn event(seed: &str) -> NewEvent {
 
 /// A payload with only a clear part.
 pub fn clear_payload(clear: Vec<u8>) -> Vec<u8> {
-    cairn_ledger::SealedPayload { clear, sealed: None }.encode()
+    cairn_ledger::SealedPayload {
+        clear,
+        sealed: None,
+    }
+    .encode()
 }
 
 fn events(prefix: &str, count: usize) -> Vec<NewEvent> {
@@ -444,16 +448,32 @@ pub async fn invalid_appends_store_nothing(harness: impl Harness) {
     );
     batch[0] = event("not-sealed");
     batch[0].payload = b"raw bytes, not a sealed payload".to_vec();
-    assert!(matches!(refused(batch.clone()).await, StoreError::InvalidArgument { field: "payload", .. }));
+    assert!(matches!(
+        refused(batch.clone()).await,
+        StoreError::InvalidArgument {
+            field: "payload",
+            ..
+        }
+    ));
     batch[0] = event("wrong-key");
     batch[0].data_class = DataClass::Personal;
     batch[0].key_id = Some(KeyId([1; 16]));
     batch[0].payload = cairn_ledger::SealedPayload {
         clear: vec![],
-        sealed: Some(cairn_ledger::SealedPart { key_id: KeyId([2; 16]), nonce: [0; 24], ciphertext: vec![1, 2, 3] }),
+        sealed: Some(cairn_ledger::SealedPart {
+            key_id: KeyId([2; 16]),
+            nonce: [0; 24],
+            ciphertext: vec![1, 2, 3],
+        }),
     }
     .encode();
-    assert!(matches!(refused(batch.clone()).await, StoreError::InvalidArgument { field: "key_id", .. }));
+    assert!(matches!(
+        refused(batch.clone()).await,
+        StoreError::InvalidArgument {
+            field: "key_id",
+            ..
+        }
+    ));
     let bad_stream = StreamId {
         tenant: tenant(),
         aggregate_type: "Bad Type".into(),

@@ -1,13 +1,14 @@
-//! The offline audit: recompute the whole tree from a stopped server's segment files, then check
-//! the latest stored checkpoint against the recomputed root and a public key.
+//! The offline audit: recompute the whole tree from a stopped server's segment files, check every
+//! stored checkpoint against the root recomputed at its size, and the latest one's signature
+//! against a public key.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use cairn_ledger::{CheckpointSigner, LogId, PublicKey, SignedCheckpoint};
+use cairn_ledger::{CheckpointSigner, LogId, PublicKey};
 use cairn_store::StoreError;
-use cairn_store_embedded::VerifyReport;
+use cairn_store_embedded::{StoredCheckpoint, VerifyReport};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::input::parse_public_key;
@@ -114,59 +115,46 @@ fn recompute(data: &Path) -> anyhow::Result<VerifyReport> {
             position: Some(position),
             detail,
         } => anyhow!("verification failed at position {position}: {detail}"),
+        StoreError::Corrupt {
+            position: None,
+            detail,
+        } => anyhow!("verification failed: {detail}"),
         other => anyhow!("verification of {} failed: {other}", data.display()),
     })
 }
 
-/// What the data directory holds of stored checkpoints.
-enum StoredCheckpoint {
-    /// No checkpoint was ever stored.
-    None,
-    /// Checkpoints are stored, but this build cannot read them (see [`latest_stored_checkpoint`]).
-    Unreadable(PathBuf),
-    /// The newest stored checkpoint.
-    #[allow(
-        dead_code,
-        reason = "built once cairn-store-embedded exposes a reader of its checkpoint log"
-    )]
-    Latest(SignedCheckpoint),
-}
-
-/// Checks the latest checkpoint the server stored, if this build can read it.
+/// Reports the stored checkpoints and checks the latest one's signature. `verify_segments` has
+/// already checked every stored checkpoint's root against the root recomputed at its size.
 fn check_stored_checkpoint(
     data: &Path,
     report: &VerifyReport,
     pinned: Option<PublicKey>,
 ) -> anyhow::Result<()> {
-    let checkpoint = match latest_stored_checkpoint(data)? {
-        StoredCheckpoint::None => {
-            println!(
-                "checkpoint   none stored in {}: nothing to compare",
-                data.display()
-            );
-            return Ok(());
-        }
-        StoredCheckpoint::Unreadable(path) => {
-            println!(
-                "checkpoint   NOT CHECKED: {} exists, but cairn-store-embedded offers no reader \
-                 for it yet",
-                path.display()
-            );
-            return Ok(());
-        }
-        StoredCheckpoint::Latest(checkpoint) => checkpoint,
+    let Some(latest) = &report.latest_checkpoint else {
+        println!(
+            "checkpoint   none stored in {}: nothing to compare",
+            data.display()
+        );
+        return Ok(());
     };
-    check_checkpoint(data, report, pinned, &checkpoint)
+    if report.checkpoints > 1 {
+        println!(
+            "checkpoints  {} stored; each signs the root recomputed at its tree size: ok",
+            report.checkpoints
+        );
+    }
+    check_checkpoint(data, report, pinned, latest)
 }
 
 /// Checks one stored checkpoint: signed by the pinned key (or the key in the data directory's
-/// identity), for this log, and with the recomputed root at its size.
+/// identity), for this log, and with the root recomputed at its size.
 fn check_checkpoint(
     data: &Path,
     report: &VerifyReport,
     pinned: Option<PublicKey>,
-    checkpoint: &SignedCheckpoint,
+    stored: &StoredCheckpoint,
 ) -> anyhow::Result<()> {
+    let checkpoint = &stored.checkpoint;
     let size = checkpoint.checkpoint.tree_size;
     let key = match pinned {
         Some(key) => {
@@ -193,7 +181,8 @@ fn check_checkpoint(
         && log_id != checkpoint.checkpoint.log_id
     {
         bail!(
-            "verification failed: the stored checkpoint names log {}, the data directory's log id is {log_id}",
+            "verification failed: the stored checkpoint of tree size {size} names log {}, the data \
+             directory's log id is {log_id}",
             checkpoint.checkpoint.log_id
         );
     }
@@ -205,43 +194,28 @@ fn check_checkpoint(
             report.records
         );
     }
-    if size < report.records {
-        // verify_segments reports the root of the whole ledger only; a checkpoint that lags the
-        // head (after a crash, before the sealer caught up) cannot be compared yet.
-        println!(
-            "checkpoint   tree size {size} signed by {key}: ok; its root NOT CHECKED: the segments \
-             hold {} records and only the root of all of them is recomputed",
-            report.records
-        );
-        return Ok(());
-    }
-    if report.root != checkpoint.checkpoint.root {
+    if stored.recomputed_root != checkpoint.checkpoint.root {
         bail!(
             "verification failed: the recomputed root at tree size {size} is {}, the stored \
-             checkpoint says {}",
-            report.root,
+             checkpoint of tree size {size} says {}",
+            stored.recomputed_root,
             checkpoint.checkpoint.root
         );
     }
+    let behind = if size < report.records {
+        format!(
+            " (the segments hold {} more records, which no stored checkpoint covers yet)",
+            report.records - size
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "checkpoint   tree size {size} root {} signed by {key}: matches the recomputed root: ok",
+        "checkpoint   tree size {size} root {} signed by {key}: matches the root recomputed at \
+         tree size {size}: ok{behind}",
         checkpoint.checkpoint.root
     );
     Ok(())
-}
-
-/// The latest checkpoint stored in the data directory. The embedded store keeps them in
-/// `checkpoints.log` but exposes no reader for a stopped store yet, and parsing its file here
-/// would fork its format; until it does, a present log is reported as not checked rather than
-/// skipped in silence.
-fn latest_stored_checkpoint(data: &Path) -> anyhow::Result<StoredCheckpoint> {
-    let path = data.join("checkpoints.log");
-    match std::fs::metadata(&path) {
-        Ok(metadata) if metadata.len() > 0 => Ok(StoredCheckpoint::Unreadable(path)),
-        Ok(_) => Ok(StoredCheckpoint::None),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(StoredCheckpoint::None),
-        Err(error) => Err(anyhow!("cannot read {}: {error}", path.display())),
-    }
 }
 
 /// The public key of the signing key in the data directory's identity.
@@ -277,7 +251,15 @@ fn read_32_bytes(path: &Path) -> anyhow::Result<Option<[u8; 32]>> {
 
 #[cfg(test)]
 mod tests {
-    use cairn_ledger::{Checkpoint, Hash, Position, Timestamp};
+    use std::sync::Arc;
+
+    use cairn_ledger::{
+        Checkpoint, DataClass, EventId, Hash, Position, SealedPayload, SignedCheckpoint, StreamId,
+        TenantId, Timestamp,
+    };
+    use cairn_service::{Checkpointer, ServerIdentity};
+    use cairn_store::{EventStore, ExpectedVersion, NewEvent};
+    use cairn_store_embedded::{EmbeddedOptions, EmbeddedStore};
 
     use super::*;
 
@@ -288,6 +270,15 @@ mod tests {
             last_position: Position(records),
             segments: 1,
             torn_tail_bytes: 0,
+            checkpoints: 1,
+            latest_checkpoint: None,
+        }
+    }
+
+    fn stored(checkpoint: SignedCheckpoint, recomputed_root: Hash) -> StoredCheckpoint {
+        StoredCheckpoint {
+            checkpoint,
+            recomputed_root,
         }
     }
 
@@ -321,58 +312,67 @@ mod tests {
         let data = dir.path();
         let root = Hash([7; 32]);
         let good = signed([2; 32], [1; 32], 10, root);
-        check_checkpoint(data, &report(10, root), None, &good).unwrap();
+        check_checkpoint(data, &report(10, root), None, &stored(good.clone(), root)).unwrap();
         let pinned = CheckpointSigner::from_secret_bytes([2; 32]).public_key();
-        check_checkpoint(data, &report(10, root), Some(pinned), &good).unwrap();
+        check_checkpoint(
+            data,
+            &report(10, root),
+            Some(pinned),
+            &stored(good.clone(), root),
+        )
+        .unwrap();
 
-        let check = |report: VerifyReport,
-                     pinned: Option<PublicKey>,
-                     checkpoint: SignedCheckpoint,
-                     fragment: &str| {
+        let check = |pinned: Option<PublicKey>, stored: StoredCheckpoint, fragment: &str| {
             let error = format!(
                 "{:#}",
-                check_checkpoint(data, &report, pinned, &checkpoint).unwrap_err()
+                check_checkpoint(data, &report(10, root), pinned, &stored).unwrap_err()
             );
             assert!(error.contains(fragment), "{error}");
         };
         let other_key = CheckpointSigner::from_secret_bytes([9; 32]).public_key();
         check(
-            report(10, root),
             Some(other_key),
-            good.clone(),
+            stored(good.clone(), root),
             "signature does not verify",
         );
         check(
-            report(10, root),
             None,
-            signed([9; 32], [1; 32], 10, root),
+            stored(signed([9; 32], [1; 32], 10, root), root),
             "signature does not verify",
         );
         check(
-            report(10, root),
             None,
-            signed([2; 32], [5; 32], 10, root),
+            stored(signed([2; 32], [5; 32], 10, root), root),
             "names log",
         );
         check(
-            report(10, Hash([8; 32])),
             None,
-            good.clone(),
+            stored(good, Hash([8; 32])),
             "the recomputed root at tree size 10",
-        );
-        check(
-            report(9, root),
-            None,
-            good,
-            "verification failed at position 10",
         );
     }
 
     #[test]
-    fn a_checkpoint_behind_the_head_is_reported_not_failed() {
+    fn a_checkpoint_behind_the_head_is_checked_at_its_size() {
         let dir = data_dir([2; 32], [1; 32]);
         let checkpoint = signed([2; 32], [1; 32], 5, Hash([7; 32]));
-        check_checkpoint(dir.path(), &report(10, Hash([8; 32])), None, &checkpoint).unwrap();
+        let head = report(10, Hash([8; 32]));
+        check_checkpoint(
+            dir.path(),
+            &head,
+            None,
+            &stored(checkpoint.clone(), Hash([7; 32])),
+        )
+        .unwrap();
+        let error = format!(
+            "{:#}",
+            check_checkpoint(dir.path(), &head, None, &stored(checkpoint, Hash([9; 32])))
+                .unwrap_err()
+        );
+        assert!(
+            error.contains("the recomputed root at tree size 5"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -381,10 +381,131 @@ mod tests {
         let checkpoint = signed([2; 32], [1; 32], 10, Hash([7; 32]));
         let error = format!(
             "{:#}",
-            check_checkpoint(dir.path(), &report(10, Hash([7; 32])), None, &checkpoint)
-                .unwrap_err()
+            check_checkpoint(
+                dir.path(),
+                &report(10, Hash([7; 32])),
+                None,
+                &stored(checkpoint, Hash([7; 32]))
+            )
+            .unwrap_err()
         );
         assert!(error.contains("--public-key"), "{error}");
+    }
+
+    /// Appends one event per payload to a stopped-store data directory, then signs and stores a
+    /// checkpoint of the head when `checkpoint` says so, as the server's checkpointer does.
+    async fn append(data: &Path, payloads: &[&str], checkpoint: bool) {
+        let path = data.to_path_buf();
+        let store = tokio::task::spawn_blocking(move || {
+            EmbeddedStore::open(&path, EmbeddedOptions::default())
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let stream = StreamId::new(TenantId::new("acme").unwrap(), "feedback", "offline").unwrap();
+        for payload in payloads {
+            let event = NewEvent {
+                event_id: EventId(blake3_16(payload)),
+                event_type: "Noted".into(),
+                event_schema_version: 1,
+                actor: "user:test".into(),
+                causation_id: None,
+                correlation_id: None,
+                lineage: Vec::new(),
+                data_class: DataClass::Internal,
+                key_id: None,
+                policy_bundle_hash: Hash::ZERO,
+                payload: SealedPayload {
+                    clear: payload.as_bytes().to_vec(),
+                    sealed: None,
+                }
+                .encode(),
+            };
+            store
+                .append(stream.clone(), ExpectedVersion::Any, vec![event])
+                .await
+                .unwrap();
+        }
+        if checkpoint {
+            let identity = Arc::new(ServerIdentity::from_secrets([1; 32], [2; 32], [3; 32]));
+            Checkpointer::new(Arc::clone(&store), identity)
+                .checkpoint_now()
+                .await
+                .unwrap()
+                .expect("a checkpoint of the new records");
+        }
+        store.close().await;
+    }
+
+    /// 16 bytes derived from `text`, for distinct event ids.
+    fn blake3_16(text: &str) -> [u8; 16] {
+        cairn_ledger::leaf_hash(text.as_bytes()).0[..16]
+            .try_into()
+            .unwrap()
+    }
+
+    async fn audit(data: &Path, public_key: Option<String>) -> anyhow::Result<()> {
+        run(data.to_path_buf(), public_key).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stored_checkpoints_are_checked_at_their_size_and_signature() {
+        let dir = data_dir([2; 32], [1; 32]);
+        let data = dir.path();
+        append(data, &["a-1", "a-2", "a-3"], true).await;
+        append(data, &["a-4", "a-5"], true).await;
+        // Records after the latest checkpoint: its root is checked at its size, 5, not at 7.
+        append(data, &["a-6", "a-7"], false).await;
+        let checkpoints = cairn_store_embedded::read_checkpoints(data).unwrap();
+        assert_eq!(
+            checkpoints
+                .iter()
+                .map(|checkpoint| checkpoint.checkpoint.tree_size)
+                .collect::<Vec<_>>(),
+            vec![3, 5]
+        );
+        audit(data, None).await.unwrap();
+        let key = CheckpointSigner::from_secret_bytes([2; 32])
+            .public_key()
+            .to_hex();
+        audit(data, Some(key)).await.unwrap();
+        let other_key = CheckpointSigner::from_secret_bytes([9; 32])
+            .public_key()
+            .to_hex();
+        let error = format!("{:#}", audit(data, Some(other_key)).await.unwrap_err());
+        assert!(
+            error.contains("the stored checkpoint of tree size 5"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stored_checkpoint_that_disagrees_with_the_segments_fails_naming_its_size() {
+        // Two ledgers under one identity with different records (times differ, if nothing
+        // else); the second is given the first's checkpoint log, properly signed, over other
+        // records and for fewer of them than it holds.
+        let first = data_dir([2; 32], [1; 32]);
+        append(first.path(), &["a-1", "a-2", "a-3", "a-4"], true).await;
+        let second = data_dir([2; 32], [1; 32]);
+        append(
+            second.path(),
+            &["a-1", "a-2", "a-3", "a-4", "b-5", "b-6"],
+            false,
+        )
+        .await;
+        audit(second.path(), None).await.unwrap();
+        std::fs::copy(
+            first.path().join("checkpoints.log"),
+            second.path().join("checkpoints.log"),
+        )
+        .unwrap();
+        let error = format!("{:#}", audit(second.path(), None).await.unwrap_err());
+        assert!(error.starts_with("verification failed"), "{error}");
+        assert!(
+            error.contains("the checkpoint of tree size 4 signs root"),
+            "{error}"
+        );
+        assert!(error.contains("at tree size 4"), "{error}");
     }
 
     #[test]
