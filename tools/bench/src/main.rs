@@ -250,11 +250,15 @@ async fn run(base: &Path, phase: Duration, rounds: u32, quick: bool) -> Result<R
             eprintln!("  in process: {appenders} appenders");
             let measured = store_appends(&store, appenders, round, phase).await?;
             record(&mut all.in_process, appenders, measured);
+            // Outside the clock: the next phase must not pay for this one's deferred indexing
+            // (the sustained phase below measures that cost).
+            store.wait_indexed().await?;
         }
         for appenders in APPENDER_COUNTS {
             eprintln!("  gRPC: {appenders} appenders");
             let measured = grpc_appends(address, appenders, round, phase).await?;
             record(&mut all.grpc, appenders, measured);
+            grpc_store.wait_indexed().await?;
         }
     }
 
