@@ -5,6 +5,15 @@ use crate::limits;
 use crate::merkle::leaf_hash;
 use crate::seal::SealedPayload;
 
+/// The length of a value's postcard encoding, counted without writing it.
+pub(crate) fn encoded_len<T: serde::Serialize>(value: &T) -> Option<usize> {
+    postcard::serialize_with_flavor::<T, postcard::ser_flavors::Size, usize>(
+        value,
+        postcard::ser_flavors::Size::default(),
+    )
+    .ok()
+}
+
 /// The commitment an envelope makes to its payload: blake3 of the sealed payload bytes, domain
 /// separated from leaf and node hashes by blake3's key-derivation mode.
 pub fn payload_commitment(payload: &[u8]) -> Hash {
