@@ -21,7 +21,7 @@ use cairn_ledger::{Hash, MerkleTree, Position, SignedCheckpoint};
 use cairn_store::StoreError;
 use tracing::warn;
 
-use crate::segment::sync_dir;
+use crate::segment::open_or_create_durably;
 
 /// Bytes of an encoded signed checkpoint.
 const CHECKPOINT_BYTES: usize = 176;
@@ -222,24 +222,7 @@ impl Checkpoints {
         let path = dir.join(CHECKPOINTS_FILE);
         let name = path.display().to_string();
         check_against_tree(&log, &path, tree)?;
-        let existed = path.exists();
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|error| StoreError::io(format!("open {name}"), error))?;
-        if !existed {
-            file.sync_all()
-                .map_err(|error| StoreError::io(format!("sync {name}"), error))?;
-            sync_dir(dir)
-                .map_err(|error| StoreError::io(format!("sync {}", dir.display()), error))?;
-        }
-        let len = file
-            .metadata()
-            .map_err(|error| StoreError::io(format!("stat {name}"), error))?
-            .len();
+        let (file, len) = open_or_create_durably(dir, &path)?;
         if len != log.file_len {
             // The directory lock keeps every other writer out: the file cannot have changed.
             return Err(StoreError::Corrupt {

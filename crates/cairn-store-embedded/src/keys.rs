@@ -33,7 +33,7 @@ use cairn_ledger::{DataKey, KeyId};
 use cairn_store::{KeyState, StoreError};
 use tracing::warn;
 
-use crate::segment::sync_dir;
+use crate::segment::open_or_create_durably;
 
 /// Bytes per slot.
 const SLOT_BYTES: u64 = 64;
@@ -97,24 +97,7 @@ impl Keys {
     pub(crate) fn open(dir: &Path) -> Result<Keys, StoreError> {
         let path = dir.join(KEYS_FILE);
         let name = path.display().to_string();
-        let existed = path.exists();
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|error| StoreError::io(format!("open {name}"), error))?;
-        if !existed {
-            file.sync_all()
-                .map_err(|error| StoreError::io(format!("sync {name}"), error))?;
-            sync_dir(dir)
-                .map_err(|error| StoreError::io(format!("sync {}", dir.display()), error))?;
-        }
-        let len = file
-            .metadata()
-            .map_err(|error| StoreError::io(format!("stat {name}"), error))?
-            .len();
+        let (file, len) = open_or_create_durably(dir, &path)?;
         let mut bytes = vec![0u8; len as usize];
         file.read_exact_at(&mut bytes, 0)
             .map_err(|error| StoreError::io(format!("read {name}"), error))?;

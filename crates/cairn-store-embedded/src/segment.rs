@@ -362,6 +362,31 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Opens `path` in `dir` for reading and writing, creating it if missing; a new file and its
+/// directory entry are synced before it is used, so it survives a crash. Returns the file and its
+/// length.
+pub(crate) fn open_or_create_durably(dir: &Path, path: &Path) -> Result<(File, u64), StoreError> {
+    let name = path.display();
+    let existed = path.exists();
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|error| StoreError::io(format!("open {name}"), error))?;
+    if !existed {
+        file.sync_all()
+            .map_err(|error| StoreError::io(format!("sync {name}"), error))?;
+        sync_dir(dir).map_err(|error| StoreError::io(format!("sync {}", dir.display()), error))?;
+    }
+    let len = file
+        .metadata()
+        .map_err(|error| StoreError::io(format!("stat {name}"), error))?
+        .len();
+    Ok((file, len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
