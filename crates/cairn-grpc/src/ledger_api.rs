@@ -71,8 +71,9 @@ impl<S: EventStore + KeyStore> LedgerApi<S> {
         Ok(opened)
     }
 
-    async fn head_position(&self) -> Result<u64, Status> {
-        Ok(*self.ledger.store().watch_head().borrow()).map(|position: Position| position.0)
+    /// The durable head now; a read taken after it reflects at least this position.
+    fn head_position(&self) -> u64 {
+        self.ledger.store().watch_head().borrow().0
     }
 
     async fn checkpoint_size(&self, requested: u64) -> Result<u64, Status> {
@@ -155,7 +156,7 @@ impl<S: EventStore + KeyStore> LedgerService for LedgerApi<S> {
         let request = request.into_inner();
         let stream = stream_from_proto("stream", request.stream)?;
         let limit = self.page_size("limit", request.limit)?;
-        let head_position = self.head_position().await?;
+        let head_position = self.head_position();
         let records = self
             .ledger
             .store()
@@ -176,7 +177,7 @@ impl<S: EventStore + KeyStore> LedgerService for LedgerApi<S> {
     ) -> Result<Response<proto::ReadResponse>, Status> {
         let request = request.into_inner();
         let limit = self.page_size("limit", request.limit)?;
-        let head_position = self.head_position().await?;
+        let head_position = self.head_position();
         let records = self
             .ledger
             .store()
