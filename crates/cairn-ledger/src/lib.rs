@@ -25,6 +25,8 @@ pub use checkpoint::{
 pub use envelope::{DataClass, ENVELOPE_FORMAT_V1, Envelope, LineageParent, validate_event_fields};
 pub use error::LedgerError;
 pub use ids::{EventId, Hash, KeyId, Position, StreamId, StreamVersion, TenantId, Timestamp};
-pub use merkle::{ConsistencyProof, InclusionProof, MerkleTree, empty_root, leaf_hash, node_hash};
+pub use merkle::{
+    ConsistencyProof, InclusionProof, MerkleFrontier, MerkleTree, empty_root, leaf_hash, node_hash,
+};
 pub use record::{Record, check_sealed_key, payload_commitment};
 pub use seal::{DataKey, SealedPart, SealedPayload, open_sealed, seal_personal};

@@ -401,6 +401,42 @@ fn invalid(reason: String) -> LedgerError {
     LedgerError::InvalidProof { reason }
 }
 
+/// The Merkle root of a growing list of leaves in O(log n) memory: the complete subtrees along
+/// the right edge, like a binary counter. Gives the same roots as [`MerkleTree`], for verifiers
+/// that recompute a whole ledger's root and need no proofs (`verify_segments`).
+#[derive(Clone, Debug, Default)]
+pub struct MerkleFrontier {
+    /// `(height, hash)` of complete subtrees, tallest first.
+    subtrees: Vec<(u32, Hash)>,
+}
+
+impl MerkleFrontier {
+    /// Adds the next leaf hash.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut node = (0u32, leaf);
+        while let Some(&(height, left)) = self.subtrees.last() {
+            if height != node.0 {
+                break;
+            }
+            self.subtrees.pop();
+            node = (height + 1, node_hash(&left, &node.1));
+        }
+        self.subtrees.push(node);
+    }
+
+    /// The root of the leaves pushed so far.
+    pub fn root(&self) -> Hash {
+        let mut nodes = self.subtrees.iter().rev();
+        let Some(&(_, mut root)) = nodes.next() else {
+            return empty_root();
+        };
+        for (_, left) in nodes {
+            root = node_hash(left, &root);
+        }
+        root
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,8 +8,8 @@
 //! leaves.) `extended` holds leaves beyond the tree under test so those roots exist.
 
 use cairn_ledger::{
-    Checkpoint, CheckpointSigner, ConsistencyProof, Hash, InclusionProof, LogId, MerkleTree,
-    SignedCheckpoint, Timestamp, empty_root, leaf_hash, node_hash,
+    Checkpoint, CheckpointSigner, ConsistencyProof, Hash, InclusionProof, LogId, MerkleFrontier,
+    MerkleTree, SignedCheckpoint, Timestamp, empty_root, leaf_hash, node_hash,
 };
 use proptest::prelude::*;
 
@@ -283,6 +283,19 @@ fn check_tree(leaf_count: u64, extra: u64, seed: u64) {
     }
     assert_eq!(tree.root(), tree.root_at(n).unwrap());
     assert!(tree.root_at(n + 1).is_err());
+
+    // The O(log n)-memory frontier gives the tree's root at every size on the way.
+    let mut frontier = MerkleFrontier::default();
+    assert_eq!(frontier.root(), empty_root());
+    for (index, leaf) in leaves[..n as usize].iter().enumerate() {
+        frontier.push(*leaf);
+        assert_eq!(
+            frontier.root(),
+            tree.root_at(index as u64 + 1).unwrap(),
+            "frontier at {}",
+            index + 1
+        );
+    }
 
     // Every inclusion proof at the full size and at a random smaller size.
     let smaller = rng.range(1, n);

@@ -24,8 +24,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use cairn_ledger::{
-    Hash, Position, Record, SignedCheckpoint, StreamId, StreamVersion, Timestamp, empty_root,
-    node_hash,
+    Hash, MerkleFrontier, Position, Record, SignedCheckpoint, StreamId, StreamVersion, Timestamp,
 };
 use cairn_store::StoreError;
 use tracing::{info, instrument, warn};
@@ -534,41 +533,6 @@ impl LedgerChecks {
     }
 }
 
-/// The Merkle root of a growing list of leaves in O(log n) memory: the complete subtrees along
-/// the right edge, like a binary counter. Gives the same root as `cairn_ledger::MerkleTree`.
-#[derive(Default)]
-pub(crate) struct Frontier {
-    /// `(height, hash)` of complete subtrees, tallest first.
-    subtrees: Vec<(u32, Hash)>,
-}
-
-impl Frontier {
-    /// Adds the next leaf hash.
-    pub(crate) fn push(&mut self, leaf: Hash) {
-        let mut node = (0u32, leaf);
-        while let Some(&(height, left)) = self.subtrees.last() {
-            if height != node.0 {
-                break;
-            }
-            self.subtrees.pop();
-            node = (height + 1, node_hash(&left, &node.1));
-        }
-        self.subtrees.push(node);
-    }
-
-    /// The root of the leaves pushed so far.
-    pub(crate) fn root(&self) -> Hash {
-        let mut nodes = self.subtrees.iter().rev();
-        let Some(&(_, mut root)) = nodes.next() else {
-            return empty_root();
-        };
-        for (_, left) in nodes {
-            root = node_hash(left, &root);
-        }
-        root
-    }
-}
-
 /// What [`verify_segments`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifyReport {
@@ -628,7 +592,7 @@ pub fn verify_segments(
         checkpoint_size: checkpoint_log.latest_tree_size(),
         indexed_through: Position::ZERO,
     };
-    let mut frontier = Frontier::default();
+    let mut frontier = MerkleFrontier::default();
     let mut checks = LedgerChecks::default();
     let mut records = 0u64;
     let mut roots = CheckpointRoots::new(&checkpoint_log.entries, &checkpoints_path);
@@ -657,7 +621,7 @@ pub fn verify_segments(
     })
 }
 
-/// Checks stored checkpoints against a [`Frontier`] as it grows: each checkpoint's root when
+/// Checks stored checkpoints against a [`MerkleFrontier`] as it grows: each checkpoint's root when
 /// the frontier reaches its tree size (tree sizes never decrease along the log).
 struct CheckpointRoots<'a> {
     entries: &'a [SignedCheckpoint],
@@ -679,7 +643,7 @@ impl<'a> CheckpointRoots<'a> {
     }
 
     /// Checks every checkpoint of tree size `records`, the frontier's size.
-    fn check_at(&mut self, records: u64, frontier: &Frontier) -> Result<(), StoreError> {
+    fn check_at(&mut self, records: u64, frontier: &MerkleFrontier) -> Result<(), StoreError> {
         let mut root = None;
         while let Some(checkpoint) = self.entries.get(self.next)
             && checkpoint.checkpoint.tree_size == records
@@ -706,24 +670,5 @@ impl<'a> CheckpointRoots<'a> {
                 checkpoint: checkpoint.clone(),
                 recomputed_root: root,
             }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use cairn_ledger::{MerkleTree, leaf_hash};
-
-    #[test]
-    fn frontier_roots_match_the_merkle_tree() {
-        let mut tree = MerkleTree::new();
-        let mut frontier = Frontier::default();
-        assert_eq!(frontier.root(), tree.root());
-        for leaf in 0..100u32 {
-            let hash = leaf_hash(&leaf.to_le_bytes());
-            tree.push(hash);
-            frontier.push(hash);
-            assert_eq!(frontier.root(), tree.root(), "size {}", leaf + 1);
-        }
     }
 }
