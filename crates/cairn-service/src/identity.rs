@@ -49,6 +49,24 @@ impl ServerIdentity {
         })
     }
 
+    /// Loads the identity from `<data_dir>/identity/` without creating anything, for audits of a
+    /// data directory: `None` if the directory holds no complete identity. Blocking.
+    pub fn load(data_dir: &Path) -> Result<Option<ServerIdentity>, ServiceError> {
+        let dir = data_dir.join("identity");
+        let (Some(log_id), Some(signing_key), Some(subject_key)) = (
+            read_secret(&dir, LOG_ID_FILE)?,
+            read_secret(&dir, SIGNING_KEY_FILE)?,
+            read_secret(&dir, SUBJECT_KEY_FILE)?,
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(ServerIdentity::from_secrets(
+            log_id,
+            signing_key,
+            subject_key,
+        )))
+    }
+
     /// An identity from fixed bytes (tests, tools).
     pub fn from_secrets(
         log_id: [u8; 32],
@@ -85,10 +103,11 @@ fn io(context: String, source: std::io::Error) -> ServiceError {
     ServiceError::Io { context, source }
 }
 
-fn load_or_create_secret(dir: &Path, name: &str) -> Result<[u8; 32], ServiceError> {
+/// Reads a 32-byte identity file, `None` if it does not exist.
+fn read_secret(dir: &Path, name: &str) -> Result<Option<[u8; 32]>, ServiceError> {
     let path = dir.join(name);
     match fs::read(&path) {
-        Ok(bytes) => bytes.as_slice().try_into().map_err(|_| {
+        Ok(bytes) => bytes.as_slice().try_into().map(Some).map_err(|_| {
             io(
                 format!("read {}", path.display()),
                 std::io::Error::new(
@@ -97,14 +116,20 @@ fn load_or_create_secret(dir: &Path, name: &str) -> Result<[u8; 32], ServiceErro
                 ),
             )
         }),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let secret: [u8; 32] = cairn_store::random_bytes();
-            write_atomically(dir, &path, &secret)?;
-            tracing::info!(file = %path.display(), "created identity file");
-            Ok(secret)
-        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(io(format!("read {}", path.display()), source)),
     }
+}
+
+fn load_or_create_secret(dir: &Path, name: &str) -> Result<[u8; 32], ServiceError> {
+    if let Some(secret) = read_secret(dir, name)? {
+        return Ok(secret);
+    }
+    let path = dir.join(name);
+    let secret: [u8; 32] = cairn_store::random_bytes();
+    write_atomically(dir, &path, &secret)?;
+    tracing::info!(file = %path.display(), "created identity file");
+    Ok(secret)
 }
 
 fn write_atomically(dir: &Path, path: &PathBuf, bytes: &[u8]) -> Result<(), ServiceError> {
@@ -148,6 +173,17 @@ mod tests {
         assert_ne!(
             first.subject_key_id(&tenant, "u1"),
             first.subject_key_id(&tenant, "u2")
+        );
+        let loaded = ServerIdentity::load(dir.path())
+            .unwrap()
+            .expect("complete identity");
+        assert_eq!(loaded.log_id, first.log_id);
+        assert_eq!(loaded.public_key(), first.public_key());
+        let empty = tempfile::tempdir().unwrap();
+        assert!(ServerIdentity::load(empty.path()).unwrap().is_none());
+        assert!(
+            !empty.path().join("identity").exists(),
+            "load creates nothing"
         );
         let other = ServerIdentity::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
         assert_ne!(first.log_id, other.log_id);

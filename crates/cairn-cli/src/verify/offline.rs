@@ -6,19 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use cairn_ledger::{CheckpointSigner, LogId, PublicKey};
+use cairn_ledger::{LogId, PublicKey};
+use cairn_service::ServerIdentity;
 use cairn_store::StoreError;
 use cairn_store_embedded::{StoredCheckpoint, VerifyReport};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::input::parse_public_key;
-
-/// Where the server keeps its identity under the data directory, and the files in it, as written
-/// by `cairn_service::ServerIdentity::load_or_create` (32 raw bytes each). Read directly, never
-/// through `load_or_create`: an audit must not create a key in the directory it audits.
-const IDENTITY_DIR: &str = "identity";
-const SIGNING_KEY_FILE: &str = "checkpoint-signing.key";
-const LOG_ID_FILE: &str = "log.id";
 
 /// Runs the offline audit and prints what it found.
 pub async fn run(data: PathBuf, public_key: Option<String>) -> anyhow::Result<()> {
@@ -165,7 +159,7 @@ fn check_checkpoint(
             let key = identity_public_key(data)?;
             println!(
                 "key          {key} (from {}; pass --public-key to check against a pinned key instead)",
-                data.join(IDENTITY_DIR).display()
+                data.join("identity").display()
             );
             key
         }
@@ -218,35 +212,32 @@ fn check_checkpoint(
     Ok(())
 }
 
+/// The identity in the data directory, read without creating anything: an audit must not
+/// create a key in the directory it audits.
+fn identity(data: &Path) -> anyhow::Result<Option<ServerIdentity>> {
+    ServerIdentity::load(data).with_context(|| {
+        format!(
+            "cannot read the identity in {}",
+            data.join("identity").display()
+        )
+    })
+}
+
 /// The public key of the signing key in the data directory's identity.
 fn identity_public_key(data: &Path) -> anyhow::Result<PublicKey> {
-    let path = data.join(IDENTITY_DIR).join(SIGNING_KEY_FILE);
-    let secret = read_32_bytes(&path)?.ok_or_else(|| {
-        anyhow!(
-            "{} does not exist: pass the server's public key with --public-key",
-            path.display()
-        )
-    })?;
-    Ok(CheckpointSigner::from_secret_bytes(secret).public_key())
+    identity(data)?
+        .map(|identity| identity.public_key())
+        .ok_or_else(|| {
+            anyhow!(
+                "{} holds no server identity: pass the server's public key with --public-key",
+                data.display()
+            )
+        })
 }
 
 /// The log id in the data directory's identity, if it has one.
 fn identity_log_id(data: &Path) -> anyhow::Result<Option<LogId>> {
-    Ok(read_32_bytes(&data.join(IDENTITY_DIR).join(LOG_ID_FILE))?.map(LogId))
-}
-
-fn read_32_bytes(path: &Path) -> anyhow::Result<Option<[u8; 32]>> {
-    match std::fs::read(path) {
-        Ok(bytes) => bytes.as_slice().try_into().map(Some).map_err(|_| {
-            anyhow!(
-                "{} holds {} bytes, expected 32",
-                path.display(),
-                bytes.len()
-            )
-        }),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(anyhow!("cannot read {}: {error}", path.display())),
-    }
+    Ok(identity(data)?.map(|identity| identity.log_id))
 }
 
 #[cfg(test)]
@@ -254,8 +245,8 @@ mod tests {
     use std::sync::Arc;
 
     use cairn_ledger::{
-        Checkpoint, DataClass, EventId, Hash, Position, SealedPayload, SignedCheckpoint, StreamId,
-        TenantId, Timestamp,
+        Checkpoint, CheckpointSigner, DataClass, EventId, Hash, Position, SealedPayload,
+        SignedCheckpoint, StreamId, TenantId, Timestamp,
     };
     use cairn_service::{Checkpointer, ServerIdentity};
     use cairn_store::{EventStore, ExpectedVersion, NewEvent};
@@ -282,13 +273,23 @@ mod tests {
         }
     }
 
-    /// A data directory with an identity as `ServerIdentity::load_or_create` writes it.
+    /// A data directory with an identity of chosen keys, laid out as
+    /// `ServerIdentity::load_or_create` writes it (32 raw bytes per file).
     fn data_dir(signing_key: [u8; 32], log_id: [u8; 32]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        let identity = dir.path().join(IDENTITY_DIR);
+        let identity = dir.path().join("identity");
         std::fs::create_dir(&identity).unwrap();
-        std::fs::write(identity.join(SIGNING_KEY_FILE), signing_key).unwrap();
-        std::fs::write(identity.join(LOG_ID_FILE), log_id).unwrap();
+        std::fs::write(identity.join("checkpoint-signing.key"), signing_key).unwrap();
+        std::fs::write(identity.join("log.id"), log_id).unwrap();
+        std::fs::write(identity.join("subject-key-ids.key"), [5u8; 32]).unwrap();
+        let loaded = ServerIdentity::load(dir.path())
+            .unwrap()
+            .expect("complete identity");
+        assert_eq!(
+            loaded.log_id,
+            LogId(log_id),
+            "the fixture matches the identity layout"
+        );
         dir
     }
 
