@@ -1,7 +1,9 @@
 //! `cairn.v1.LedgerService`.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cairn_ledger::{Position, StreamVersion};
 use cairn_service::{AppendCommand, Ledger};
@@ -76,6 +78,15 @@ impl<S: EventStore + KeyStore> LedgerApi<S> {
         self.ledger.store().watch_head().borrow().0
     }
 
+    /// Runs a unary call within the server's request deadline. tonic's own server timeout answers
+    /// CANCELLED; a deadline the server sets is DEADLINE_EXCEEDED.
+    async fn within_deadline<T>(
+        &self,
+        call: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        deadline(Duration::from_millis(self.limits.request_deadline_ms), call).await
+    }
+
     async fn checkpoint_size(&self, requested: u64) -> Result<u64, Status> {
         if requested != 0 {
             return Ok(requested);
@@ -111,85 +122,94 @@ impl<S: EventStore + KeyStore> LedgerService for LedgerApi<S> {
         &self,
         request: Request<proto::AppendRequest>,
     ) -> Result<Response<proto::AppendResponse>, Status> {
-        let request = request.into_inner();
-        if request.events.len() > store_limits::APPEND_EVENTS_MAX {
-            return Err(Status::resource_exhausted(format!(
-                "events is {}, over the limit of {} per append",
-                request.events.len(),
-                store_limits::APPEND_EVENTS_MAX
-            )));
-        }
-        let stream = stream_from_proto("stream", request.stream)?;
-        if request.actor.is_empty() {
-            return Err(invalid_argument("actor", "actor is required"));
-        }
-        let events = request
-            .events
-            .into_iter()
-            .enumerate()
-            .map(|(index, event)| draft_from_proto(index, event))
-            .collect::<Result<Vec<_>, Status>>()?;
-        let command = AppendCommand {
-            stream,
-            expected: expected_from_proto(request.expected),
-            actor: request.actor,
-            events,
-        };
-        let (result, ids) = self
-            .ledger
-            .append(command)
-            .await
-            .map_err(|error| status_from_service(&error))?;
-        Ok(Response::new(proto::AppendResponse {
-            first_position: result.first_position.0,
-            last_position: result.last_position.0,
-            last_version: result.last_version.0,
-            deduplicated: result.deduplicated,
-            event_ids: ids.into_iter().map(|id| id.0.to_vec()).collect(),
-        }))
+        self.within_deadline(async move {
+            let request = request.into_inner();
+            if request.events.len() > store_limits::APPEND_EVENTS_MAX {
+                return Err(Status::resource_exhausted(format!(
+                    "events is {}, over the limit of {} per append",
+                    request.events.len(),
+                    store_limits::APPEND_EVENTS_MAX
+                )));
+            }
+            let stream = stream_from_proto("stream", request.stream)?;
+            if request.actor.is_empty() {
+                return Err(invalid_argument("actor", "actor is required"));
+            }
+            let events = request
+                .events
+                .into_iter()
+                .enumerate()
+                .map(|(index, event)| draft_from_proto(index, event))
+                .collect::<Result<Vec<_>, Status>>()?;
+            let command = AppendCommand {
+                stream,
+                expected: expected_from_proto(request.expected),
+                actor: request.actor,
+                events,
+            };
+            let (result, ids) = self
+                .ledger
+                .append(command)
+                .await
+                .map_err(|error| status_from_service(&error))?;
+            Ok(Response::new(proto::AppendResponse {
+                first_position: result.first_position.0,
+                last_position: result.last_position.0,
+                last_version: result.last_version.0,
+                deduplicated: result.deduplicated,
+                event_ids: ids.into_iter().map(|id| id.0.to_vec()).collect(),
+            }))
+        })
+        .await
     }
 
     async fn read_stream(
         &self,
         request: Request<proto::ReadStreamRequest>,
     ) -> Result<Response<proto::ReadResponse>, Status> {
-        let request = request.into_inner();
-        let stream = stream_from_proto("stream", request.stream)?;
-        let limit = self.page_size("limit", request.limit)?;
-        let head_position = self.head_position();
-        let records = self
-            .ledger
-            .store()
-            .read_stream(&stream, StreamVersion(request.from_version), limit)
-            .await
-            .map_err(|error| status_from_store(&error))?;
-        let head_position =
-            head_position.max(records.last().map_or(0, |record| record.position().0));
-        Ok(Response::new(proto::ReadResponse {
-            records: self.open_all(records, request.include_personal).await?,
-            head_position,
-        }))
+        self.within_deadline(async move {
+            let request = request.into_inner();
+            let stream = stream_from_proto("stream", request.stream)?;
+            let limit = self.page_size("limit", request.limit)?;
+            let head_position = self.head_position();
+            let records = self
+                .ledger
+                .store()
+                .read_stream(&stream, StreamVersion(request.from_version), limit)
+                .await
+                .map_err(|error| status_from_store(&error))?;
+            let head_position =
+                head_position.max(records.last().map_or(0, |record| record.position().0));
+            Ok(Response::new(proto::ReadResponse {
+                records: self.open_all(records, request.include_personal).await?,
+                head_position,
+            }))
+        })
+        .await
     }
 
     async fn read_all(
         &self,
         request: Request<proto::ReadAllRequest>,
     ) -> Result<Response<proto::ReadResponse>, Status> {
-        let request = request.into_inner();
-        let limit = self.page_size("limit", request.limit)?;
-        let head_position = self.head_position();
-        let records = self
-            .ledger
-            .store()
-            .read_all(Position(request.from_position), limit)
-            .await
-            .map_err(|error| status_from_store(&error))?;
-        let head_position =
-            head_position.max(records.last().map_or(0, |record| record.position().0));
-        Ok(Response::new(proto::ReadResponse {
-            records: self.open_all(records, request.include_personal).await?,
-            head_position,
-        }))
+        self.within_deadline(async move {
+            let request = request.into_inner();
+            let limit = self.page_size("limit", request.limit)?;
+            let head_position = self.head_position();
+            let records = self
+                .ledger
+                .store()
+                .read_all(Position(request.from_position), limit)
+                .await
+                .map_err(|error| status_from_store(&error))?;
+            let head_position =
+                head_position.max(records.last().map_or(0, |record| record.position().0));
+            Ok(Response::new(proto::ReadResponse {
+                records: self.open_all(records, request.include_personal).await?,
+                head_position,
+            }))
+        })
+        .await
     }
 
     type SubscribeStream = SubscribeStream;
@@ -278,94 +298,137 @@ impl<S: EventStore + KeyStore> LedgerService for LedgerApi<S> {
         &self,
         _request: Request<proto::GetLogInfoRequest>,
     ) -> Result<Response<proto::LogInfo>, Status> {
-        let head = self
-            .ledger
-            .store()
-            .head()
-            .await
-            .map_err(|error| status_from_store(&error))?;
-        let identity = self.ledger.identity();
-        Ok(Response::new(proto::LogInfo {
-            log_id: identity.log_id.0.to_vec(),
-            public_key: identity.public_key().0.to_vec(),
-            head_position: head.position.0,
-            head_root: head.root.0.to_vec(),
-            latest_checkpoint: head.checkpoint.as_ref().map(checkpoint_to_proto),
-            limits: Some(self.limits.to_proto()),
-        }))
+        self.within_deadline(async move {
+            let head = self
+                .ledger
+                .store()
+                .head()
+                .await
+                .map_err(|error| status_from_store(&error))?;
+            let identity = self.ledger.identity();
+            Ok(Response::new(proto::LogInfo {
+                log_id: identity.log_id.0.to_vec(),
+                public_key: identity.public_key().0.to_vec(),
+                head_position: head.position.0,
+                head_root: head.root.0.to_vec(),
+                latest_checkpoint: head.checkpoint.as_ref().map(checkpoint_to_proto),
+                limits: Some(self.limits.to_proto()),
+            }))
+        })
+        .await
     }
 
     async fn get_checkpoint(
         &self,
         _request: Request<proto::GetCheckpointRequest>,
     ) -> Result<Response<proto::Checkpoint>, Status> {
-        let latest = self
-            .ledger
-            .store()
-            .latest_checkpoint()
-            .await
-            .map_err(|error| status_from_store(&error))?
-            .ok_or_else(|| Status::not_found("no checkpoint has been signed yet"))?;
-        Ok(Response::new(checkpoint_to_proto(&latest)))
+        self.within_deadline(async move {
+            let latest = self
+                .ledger
+                .store()
+                .latest_checkpoint()
+                .await
+                .map_err(|error| status_from_store(&error))?
+                .ok_or_else(|| Status::not_found("no checkpoint has been signed yet"))?;
+            Ok(Response::new(checkpoint_to_proto(&latest)))
+        })
+        .await
     }
 
     async fn get_inclusion_proof(
         &self,
         request: Request<proto::GetInclusionProofRequest>,
     ) -> Result<Response<proto::InclusionProof>, Status> {
-        let request = request.into_inner();
-        let tree_size = self.checkpoint_size(request.tree_size).await?;
-        let store = self.ledger.store();
-        let position = Position(request.position);
-        let proof = store
-            .inclusion_proof(position, tree_size)
-            .await
-            .map_err(|error| status_from_store(&error))?;
-        let record = store
-            .read_all(position, 1)
-            .await
-            .map_err(|error| status_from_store(&error))?
-            .into_iter()
-            .next()
-            .ok_or_else(|| Status::out_of_range(format!("no record at position {position}")))?;
-        let root = store
-            .root_at(tree_size)
-            .await
-            .map_err(|error| status_from_store(&error))?;
-        Ok(Response::new(proto::InclusionProof {
-            position: position.0,
-            tree_size,
-            path: proof.path.iter().map(|hash| hash.0.to_vec()).collect(),
-            leaf_hash: record.leaf_hash().0.to_vec(),
-            root: root.0.to_vec(),
-        }))
+        self.within_deadline(async move {
+            let request = request.into_inner();
+            let tree_size = self.checkpoint_size(request.tree_size).await?;
+            let store = self.ledger.store();
+            let position = Position(request.position);
+            let proof = store
+                .inclusion_proof(position, tree_size)
+                .await
+                .map_err(|error| status_from_store(&error))?;
+            let record = store
+                .read_all(position, 1)
+                .await
+                .map_err(|error| status_from_store(&error))?
+                .into_iter()
+                .next()
+                .ok_or_else(|| Status::out_of_range(format!("no record at position {position}")))?;
+            let root = store
+                .root_at(tree_size)
+                .await
+                .map_err(|error| status_from_store(&error))?;
+            Ok(Response::new(proto::InclusionProof {
+                position: position.0,
+                tree_size,
+                path: proof.path.iter().map(|hash| hash.0.to_vec()).collect(),
+                leaf_hash: record.leaf_hash().0.to_vec(),
+                root: root.0.to_vec(),
+            }))
+        })
+        .await
     }
 
     async fn get_consistency_proof(
         &self,
         request: Request<proto::GetConsistencyProofRequest>,
     ) -> Result<Response<proto::ConsistencyProof>, Status> {
-        let request = request.into_inner();
-        let new_size = self.checkpoint_size(request.new_size).await?;
-        let store = self.ledger.store();
-        let proof = store
-            .consistency_proof(request.old_size, new_size)
-            .await
-            .map_err(|error| status_from_store(&error))?;
-        let old_root = store
-            .root_at(request.old_size)
-            .await
-            .map_err(|error| status_from_store(&error))?;
-        let new_root = store
-            .root_at(new_size)
-            .await
-            .map_err(|error| status_from_store(&error))?;
-        Ok(Response::new(proto::ConsistencyProof {
-            old_size: request.old_size,
-            new_size,
-            path: proof.path.iter().map(|hash| hash.0.to_vec()).collect(),
-            old_root: old_root.0.to_vec(),
-            new_root: new_root.0.to_vec(),
-        }))
+        self.within_deadline(async move {
+            let request = request.into_inner();
+            let new_size = self.checkpoint_size(request.new_size).await?;
+            let store = self.ledger.store();
+            let proof = store
+                .consistency_proof(request.old_size, new_size)
+                .await
+                .map_err(|error| status_from_store(&error))?;
+            let old_root = store
+                .root_at(request.old_size)
+                .await
+                .map_err(|error| status_from_store(&error))?;
+            let new_root = store
+                .root_at(new_size)
+                .await
+                .map_err(|error| status_from_store(&error))?;
+            Ok(Response::new(proto::ConsistencyProof {
+                old_size: request.old_size,
+                new_size,
+                path: proof.path.iter().map(|hash| hash.0.to_vec()).collect(),
+                old_root: old_root.0.to_vec(),
+                new_root: new_root.0.to_vec(),
+            }))
+        })
+        .await
+    }
+}
+
+/// `call`, or DEADLINE_EXCEEDED if it has not finished within `limit`.
+async fn deadline<T>(
+    limit: Duration,
+    call: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(Status::deadline_exceeded(format!(
+            "the call took longer than the server's request deadline of {} ms",
+            limit.as_millis()
+        )))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn calls_past_the_deadline_get_deadline_exceeded() {
+        let stuck = deadline(
+            Duration::from_millis(10),
+            std::future::pending::<Result<(), Status>>(),
+        );
+        let status = stuck.await.expect_err("past the deadline");
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+        assert!(status.message().contains("10 ms"), "{status}");
+        let quick = deadline(Duration::from_millis(10), async { Ok::<_, Status>(7) });
+        assert_eq!(quick.await.unwrap(), 7);
     }
 }

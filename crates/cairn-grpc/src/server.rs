@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use cairn_service::Ledger;
 use cairn_store::{EventStore, KeyStore, limits as store_limits};
@@ -30,7 +29,9 @@ pub struct ServerLimits {
     pub subscriptions_max: usize,
     /// Records buffered per subscription before the server waits for the client.
     pub subscription_buffer_records: usize,
-    /// Longest a unary call may take, in milliseconds (DEADLINE_EXCEEDED beyond).
+    /// Longest a unary call may take, in milliseconds (DEADLINE_EXCEEDED beyond). An append cut
+    /// off by it may still be recorded: retry it with the same event ids, which answers with the
+    /// original positions if it was.
     pub request_deadline_ms: u64,
 }
 
@@ -108,7 +109,6 @@ where
             .max_encoding_message_size(limits.message_bytes_max);
     tonic::transport::Server::builder()
         .max_concurrent_streams(limits.concurrent_streams_max)
-        .timeout(Duration::from_millis(limits.request_deadline_ms))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
