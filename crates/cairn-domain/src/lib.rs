@@ -1,8 +1,30 @@
 //! The cairn domain: entities, commands, events, state machines, scoring and lineage edges of the
 //! platform feedback loop, as `decide(state, command, ctx) -> events` and `apply(state, event)`.
 //!
-//! This crate must never do I/O, read the clock or draw randomness (time, ids and keys come in
-//! through the context), and never name a storage, transport or policy crate.
+//! This crate must never do I/O, read the clock or draw randomness (time, ids and the scoring
+//! model in force come in through [`Ctx`]), and never name a storage, transport or policy crate.
+//! It knows nothing of positions, envelopes or sealing: [`codec`] turns an event into a clear part
+//! and an optional personal part, and the service seals the latter.
 //!
-//! It is empty until the feedback-loop issue: the ledger below it stores events as opaque,
-//! versioned payloads, so nothing here is needed to record, prove or verify them.
+//! Aggregates (one ledger stream each): [`feedback::Feedback`], [`signal::Signal`],
+//! [`opportunity::Opportunity`] (with its votes, ratings and score snapshots),
+//! [`decision::Decision`], [`initiative::Initiative`] (with its milestones). Every event names the
+//! lineage edges it records ([`Event::edges`]).
+
+pub mod codec;
+mod common;
+pub mod decision;
+mod error;
+pub mod feedback;
+pub mod initiative;
+pub mod limits;
+pub mod opportunity;
+pub mod scoring;
+pub mod signal;
+
+pub use codec::{EncodedEvent, Event};
+pub use common::{
+    Aggregate, Ctx, DAY_MICROS, Edge, EntityId, EntityKind, EntityRef, PrincipalId, Relation, Team,
+    Time, Visibility,
+};
+pub use error::{DomainError, Rule};
