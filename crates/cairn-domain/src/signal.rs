@@ -54,6 +54,7 @@ pub struct Measurement {
 
 /// Which statistic of a measurement a scoring factor reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Statistic {
     /// The single value.
     Value,

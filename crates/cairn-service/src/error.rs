@@ -17,6 +17,23 @@ pub enum ServiceError {
     /// The request cannot be served in the ledger's present state.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A policy file is invalid.
+    #[error("policy file {file}: {reason}")]
+    InvalidPolicy {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The domain refused the command: the rule it breaks.
+    #[error("{0}")]
+    Refused(cairn_domain::DomainError),
+    /// The entity does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A read could not reach the asked position before its deadline.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// Local files of the server (identity) could not be read or written.
     #[error("{context}: {source}")]
     Io {

@@ -7,10 +7,14 @@
 
 mod checkpointer;
 mod error;
+pub mod feedback_loop;
 mod identity;
 mod ledger;
+pub mod scoring_policy;
 
 pub use checkpointer::{Checkpointer, CheckpointerHandle};
 pub use error::ServiceError;
+pub use feedback_loop::{CommandMeta, CommandReceipt, FeedbackLoop};
 pub use identity::ServerIdentity;
 pub use ledger::{AppendCommand, EventDraft, Ledger, OpenedRecord, PersonalData, PersonalView};
+pub use scoring_policy::ScoringPolicy;
