@@ -245,14 +245,14 @@ impl ScoringModel {
                 }
                 Normaliser::None | Normaliser::Log => {}
             }
-            if let Some(role) = factor.role {
-                if roles.insert(role, &factor.name).is_some() {
-                    return Err(DomainError::field(
-                        Rule::InvalidField,
-                        "role",
-                        format!("role {role:?} is played by two factors"),
-                    ));
-                }
+            if let Some(role) = factor.role
+                && roles.insert(role, &factor.name).is_some()
+            {
+                return Err(DomainError::field(
+                    Rule::InvalidField,
+                    "role",
+                    format!("role {role:?} is played by two factors"),
+                ));
             }
         }
         for role in self.formula.roles() {
