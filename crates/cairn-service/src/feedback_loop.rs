@@ -835,3 +835,44 @@ pub fn derive_event_id(stream: &StreamId, key: &str, index: usize) -> EventId {
             .expect("16 of 32 bytes"),
     )
 }
+
+impl<S: EventStore + KeyStore> FeedbackLoop<S> {
+    /// Runs one step of a data set in process. `open_opportunities` lists the candidates of an
+    /// aging sweep (the projection knows them; the caller passes them).
+    pub async fn run_step(
+        &self,
+        step: &crate::dataset::Step,
+        open_opportunities: &[EntityId],
+    ) -> Result<Vec<CommandReceipt>, ServiceError> {
+        use crate::dataset::Action;
+        let meta = CommandMeta {
+            occurred_at: Some(step.at),
+            ..CommandMeta::new(step.tenant.clone(), step.actor.clone()).with_key(step.key.clone())
+        };
+        let receipt = match &step.action {
+            Action::Feedback(id, command) => self.feedback(&meta, id, command.clone()).await?,
+            Action::Signal(id, command) => self.signal(&meta, id, command.clone()).await?,
+            Action::Opportunity(id, command) => {
+                self.opportunity(&meta, id, command.clone()).await?
+            }
+            Action::Evidence {
+                opportunity,
+                evidence,
+            } => {
+                self.attach_evidence(&meta, opportunity, evidence.clone())
+                    .await?
+            }
+            Action::Decision(id, command) => self.decision(&meta, id, command.clone()).await?,
+            Action::Initiative(id, command) => self.initiative(&meta, id, command.clone()).await?,
+            Action::SweepAging => {
+                return Ok(self
+                    .sweep_aging(&meta, open_opportunities)
+                    .await?
+                    .into_iter()
+                    .map(|(receipt, _)| receipt)
+                    .collect());
+            }
+        };
+        Ok(vec![receipt])
+    }
+}

@@ -6,6 +6,7 @@
 //! and the store traits.
 
 mod checkpointer;
+pub mod dataset;
 mod error;
 pub mod feedback_loop;
 mod identity;

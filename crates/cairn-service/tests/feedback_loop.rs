@@ -586,3 +586,51 @@ fn derived_event_ids_differ_by_stream_key_and_index() {
     }
     assert_eq!(derive_event_id(&a, "k", 0), ids[0]);
 }
+
+#[tokio::test]
+async fn the_demo_data_set_runs_without_a_refusal_and_a_rerun_records_nothing() {
+    use cairn_service::dataset::{self, Action, Scale};
+    let w = world();
+    let now = Time(w.clock.load(Ordering::SeqCst));
+    let steps = dataset::generate(7, Scale::DEMO, now);
+    assert!(steps.len() > 1000, "{} steps", steps.len());
+    let opportunities = |tenant: &TenantId| -> Vec<EntityId> {
+        steps
+            .iter()
+            .filter(|s| &s.tenant == tenant)
+            .filter_map(|s| match &s.action {
+                Action::Opportunity(id, OpportunityCommand::Create { .. }) => Some(id.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut aged = 0;
+    for step in &steps {
+        let receipts = w
+            .service
+            .run_step(step, &opportunities(&step.tenant))
+            .await
+            .unwrap_or_else(|e| panic!("step {} ({:?}) refused: {e}", step.key, step.action));
+        if matches!(step.action, Action::SweepAging) {
+            aged += receipts.len();
+        }
+    }
+    assert!(aged > 0, "some idle opportunities age out");
+    let head = w.store.head().await.unwrap().position;
+    assert!(head.0 > 3000, "{head}");
+    // Every step again, as retries: nothing new is recorded.
+    for step in steps
+        .iter()
+        .filter(|s| !matches!(s.action, Action::SweepAging))
+    {
+        let receipts = w.service.run_step(step, &[]).await.unwrap();
+        assert!(
+            receipts
+                .iter()
+                .all(|r| r.deduplicated || r.events.is_empty()),
+            "{}",
+            step.key
+        );
+    }
+    assert_eq!(w.store.head().await.unwrap().position, head);
+}
