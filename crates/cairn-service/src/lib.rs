@@ -9,6 +9,7 @@ mod checkpointer;
 pub mod dataset;
 mod error;
 pub mod feedback_loop;
+pub mod history;
 mod identity;
 mod ledger;
 pub mod scoring_policy;

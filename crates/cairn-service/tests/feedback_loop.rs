@@ -634,3 +634,77 @@ async fn the_demo_data_set_runs_without_a_refusal_and_a_rerun_records_nothing() 
     }
     assert_eq!(w.store.head().await.unwrap().position, head);
 }
+
+#[tokio::test]
+async fn history_names_every_event_and_feedback_content_opens_only_when_asked() {
+    use cairn_domain::feedback::Personal;
+    use cairn_service::history;
+    let w = world();
+    let m = meta("user:ada");
+    let received = w
+        .service
+        .feedback(&m, &id("f1"), submit("f1", "the build is slow"))
+        .await
+        .unwrap();
+    w.service
+        .feedback(
+            &m,
+            &id("f1"),
+            FeedbackCommand::Discard {
+                reason: "dup".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let entity = EntityRef::new(EntityKind::Feedback, id("f1"));
+    let all = history::history(
+        &*w.store,
+        &m.tenant,
+        &entity,
+        cairn_ledger::Position(u64::MAX),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
+        vec!["feedback.received", "feedback.discarded"]
+    );
+    assert!(all.iter().all(|e| e.actor == "user:ada"));
+    let before = history::history(&*w.store, &m.tenant, &entity, received.last_position)
+        .await
+        .unwrap();
+    assert_eq!(
+        before.len(),
+        1,
+        "as of the first position only the first event"
+    );
+
+    let ledger = w.service.ledger();
+    let open = history::feedback_content(ledger, received.first_position, true)
+        .await
+        .unwrap();
+    let Personal::Present(content) = open else {
+        panic!("expected the content, got {open:?}")
+    };
+    assert_eq!(content.text, "the build is slow");
+    assert_eq!(
+        history::feedback_content(ledger, received.first_position, false)
+            .await
+            .unwrap(),
+        Personal::Withheld
+    );
+    let record = &w.store.read_all(received.first_position, 1).await.unwrap()[0];
+    use cairn_store::KeyStore;
+    w.store
+        .destroy_key(record.envelope.key_id.expect("sealed"))
+        .await
+        .unwrap();
+    assert_eq!(
+        history::feedback_content(ledger, received.first_position, true)
+            .await
+            .unwrap(),
+        Personal::Erased
+    );
+}
