@@ -5,7 +5,17 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = [proto_root.join("cairn/v1/ledger.proto")];
+    // One compilation over every file: one descriptor set, so reflection serves all of them.
+    let files = [
+        "ledger.proto",
+        "common.proto",
+        "feedback.proto",
+        "decision.proto",
+        "prioritization.proto",
+        "initiative.proto",
+        "lineage.proto",
+    ]
+    .map(|name| proto_root.join("cairn/v1").join(name));
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
     }

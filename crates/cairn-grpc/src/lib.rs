@@ -8,7 +8,10 @@ mod error;
 mod ledger_api;
 mod server;
 
-/// Code generated from `proto/cairn/v1/*.proto`.
+/// Code generated from `proto/cairn/v1/*.proto`. Every file is in package `cairn.v1`, so this one
+/// module holds them all: the ledger (`ledger.proto`), the shared messages (`common.proto`) and the
+/// feedback-loop services (`feedback.proto`, `decision.proto`, `prioritization.proto`,
+/// `initiative.proto`, `lineage.proto`), each with its `*_service_server` and `*_service_client`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod proto {
     tonic::include_proto!("cairn.v1");
@@ -22,3 +25,34 @@ pub use convert::{checkpoint_from_proto, checkpoint_to_proto, record_from_proto}
 pub use error::{RESUME_FROM_METADATA, status_from_service, status_from_store};
 pub use ledger_api::LedgerApi;
 pub use server::{ServerLimits, serve};
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::proto;
+
+    /// Reflection serves `FILE_DESCRIPTOR_SET`: it must hold every service of every file.
+    #[test]
+    fn descriptor_set_holds_every_service() {
+        let set = prost_types::FileDescriptorSet::decode(proto::FILE_DESCRIPTOR_SET).unwrap();
+        let mut services: Vec<String> = set
+            .file
+            .iter()
+            .flat_map(|file| file.service.iter())
+            .map(|service| service.name().to_owned())
+            .collect();
+        services.sort();
+        assert_eq!(
+            services,
+            [
+                "DecisionService",
+                "FeedbackService",
+                "InitiativeService",
+                "LedgerService",
+                "LineageService",
+                "PrioritizationService",
+            ]
+        );
+    }
+}
