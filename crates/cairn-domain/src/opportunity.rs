@@ -277,7 +277,8 @@ pub enum OpportunityCommand {
         /// The signal that verifies it.
         signal: Option<EntityId>,
     },
-    /// Attaches a feedback item or a signal as evidence (reopens an aged-out opportunity).
+    /// Attaches a feedback item (without an observation) or a signal (with its observation) as
+    /// evidence; reopens an aged-out opportunity.
     AttachEvidence(Evidence),
     /// Records a principal's vote (the actor's, or one cast on someone's behalf by a tool).
     Vote {
@@ -301,7 +302,9 @@ pub enum OpportunityCommand {
     Rescore,
     /// Ages it out under a rule, if the rule holds.
     AgeOut(AgingRule),
-    /// On the canonical opportunity: takes over a duplicate's evidence and votes.
+    /// On the canonical opportunity: takes over a duplicate's evidence (what it lacks) and
+    /// votes (the latest per principal wins; none while closed). New evidence reopens an
+    /// aged-out canonical opportunity, as attaching it would.
     AbsorbDuplicate {
         /// The duplicate.
         duplicate: EntityId,
@@ -600,6 +603,25 @@ impl Aggregate for Opportunity {
                         "evidence is a feedback item or a signal",
                     ));
                 }
+                // The scoring reads metrics from the observation of any evidence: a feedback
+                // item carrying one would pass for a signal.
+                match (evidence.reference.kind, &evidence.observation) {
+                    (EntityKind::Feedback, Some(_)) => {
+                        return Err(DomainError::field(
+                            Rule::InvalidField,
+                            "observation",
+                            "feedback evidence carries no observation",
+                        ));
+                    }
+                    (EntityKind::Signal, None) => {
+                        return Err(DomainError::field(
+                            Rule::InvalidField,
+                            "observation",
+                            "signal evidence carries the signal's observation",
+                        ));
+                    }
+                    _ => {}
+                }
                 if self.has_evidence(&evidence.reference) {
                     return Err(DomainError::new(
                         Rule::AlreadyLinked,
@@ -685,6 +707,9 @@ impl Aggregate for Opportunity {
                 vec![]
             }
             OpportunityCommand::AgeOut(rule) => {
+                // An unchecked rule naming a closed status would age out a shipped opportunity,
+                // or an aged-out one again (and lose the status it would reopen to).
+                rule.validate()?;
                 if !rule.statuses.contains(&status) {
                     return Err(DomainError::transition("age_out", status));
                 }
@@ -723,21 +748,36 @@ impl Aggregate for Opportunity {
                         "the canonical opportunity is itself a duplicate",
                     ));
                 }
-                let evidence: Vec<Evidence> = evidence
-                    .into_iter()
-                    .filter(|e| !self.has_evidence(&e.reference))
-                    .collect();
+                let mut evidence_new: Vec<Evidence> = Vec::new();
+                for piece in evidence {
+                    let known = self.has_evidence(&piece.reference)
+                        || evidence_new.iter().any(|e| e.reference == piece.reference);
+                    if !known {
+                        evidence_new.push(piece);
+                    }
+                }
+                // New evidence reopens an aged-out canonical opportunity, as attaching it would;
+                // it is then open, so the votes move with the evidence.
+                let reopened = match evidence_new.first() {
+                    Some(first) if status == S::AgedOut => Some(OpportunityEvent::Reopened {
+                        status: self.status_before_aging.unwrap_or(S::New),
+                        by: first.reference.clone(),
+                    }),
+                    _ => None,
+                };
                 // Votes are frozen in a closed canonical opportunity: only evidence moves.
-                let votes = if status.is_closed() {
+                let votes = if status.is_closed() && reopened.is_none() {
                     Vec::new()
                 } else {
                     votes
                 };
-                vec![OpportunityEvent::DuplicateAbsorbed {
+                let mut events = vec![OpportunityEvent::DuplicateAbsorbed {
                     duplicate,
-                    evidence,
+                    evidence: evidence_new,
                     votes,
-                }]
+                }];
+                events.extend(reopened);
+                events
             }
         };
         Ok(self.rescored(events, ctx))
