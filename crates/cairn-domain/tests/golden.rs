@@ -55,7 +55,7 @@ fn to_hex(bytes: &[u8]) -> String {
 fn from_hex(path: &Path, text: &str) -> Vec<u8> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
     assert!(
-        digits.len() % 2 == 0,
+        digits.len().is_multiple_of(2),
         "{}: odd number of digits",
         path.display()
     );
