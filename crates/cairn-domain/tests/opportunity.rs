@@ -1407,3 +1407,61 @@ fn status_names_parse_back_and_closed_states_are_not_ranked() {
         vec![S::New, S::UnderReview, S::Planned, S::InProgress]
     );
 }
+
+#[test]
+fn a_command_of_several_events_rescores_once_after_all_of_them() {
+    let model = simple_model(1, 10.0);
+    let mut events = history(S::AgedOut);
+    events.push(scored(nothing_scored(), day(0)));
+    let evidence = feedback_evidence("f-1", day(200));
+    given(events.clone())
+        .when(
+            OpportunityCommand::AttachEvidence(evidence.clone()),
+            &ctx_scored(day(200), &model),
+        )
+        .then([
+            attached(evidence),
+            OpportunityEvent::Reopened {
+                status: S::UnderReview,
+                by: entity(EntityKind::Feedback, "f-1"),
+            },
+            scored(
+                Expected {
+                    feedback_items: 1,
+                    ..nothing_scored()
+                },
+                day(200),
+            ),
+        ]);
+    // Absorbing evidence and votes at once: one snapshot with both.
+    let absorbed_evidence = vec![
+        feedback_evidence("f-2", day(150)),
+        feedback_evidence("f-3", day(150)),
+    ];
+    let absorbed_votes = vec![vote("bob", 2, day(150)), vote("carol", 3, day(150))];
+    given(events)
+        .when(
+            absorb(absorbed_evidence.clone(), absorbed_votes.clone()),
+            &ctx_scored(day(200), &model),
+        )
+        .then([
+            OpportunityEvent::DuplicateAbsorbed {
+                duplicate: id("o-3"),
+                evidence: absorbed_evidence,
+                votes: absorbed_votes,
+            },
+            OpportunityEvent::Reopened {
+                status: S::UnderReview,
+                by: entity(EntityKind::Feedback, "f-2"),
+            },
+            scored(
+                Expected {
+                    vote_weights: 5.0,
+                    voters: 2,
+                    feedback_items: 2,
+                    impact: None,
+                },
+                day(200),
+            ),
+        ]);
+}
