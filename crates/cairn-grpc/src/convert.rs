@@ -42,7 +42,7 @@ pub(crate) fn stream_to_proto(stream: &StreamId) -> proto::StreamRef {
     }
 }
 
-fn optional_id(field: &str, bytes: &[u8]) -> Result<Option<EventId>, Status> {
+pub(crate) fn optional_id(field: &str, bytes: &[u8]) -> Result<Option<EventId>, Status> {
     if bytes.is_empty() {
         return Ok(None);
     }

@@ -4,6 +4,7 @@
 //! This is the only crate that names tonic or prost types; it holds no business rules.
 
 mod convert;
+pub mod domain_convert;
 mod error;
 mod ledger_api;
 mod server;
