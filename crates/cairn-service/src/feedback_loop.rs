@@ -78,10 +78,15 @@ impl CommandMeta {
     /// The meta of step `step` of a multi-step command: its own key, no version pin.
     fn step(&self, step: &str) -> CommandMeta {
         CommandMeta {
-            idempotency_key: self
-                .idempotency_key
-                .as_ref()
-                .map(|key| format!("{key}#{step}")),
+            idempotency_key: self.idempotency_key.as_ref().map(|key| {
+                let derived = format!("{key}#{step}");
+                // A long key or id must not push the step's key over the limit (the caller's key
+                // was within it): hash it instead, which is just as stable.
+                match derived.len() <= IDEMPOTENCY_KEY_BYTES_MAX {
+                    true => derived,
+                    false => format!("h:{}", blake3::hash(derived.as_bytes()).to_hex()),
+                }
+            }),
             expected_version: None,
             ..self.clone()
         }
@@ -314,6 +319,16 @@ impl<S: EventStore + KeyStore> FeedbackLoop<S> {
         // Check the opportunity takes it before linking the feedback.
         let target = self.load::<Opportunity>(meta, opportunity).await?;
         if target.replay.is_none() {
+            if let Some(expected) = meta.expected_version
+                && expected != target.version
+            {
+                return Err(StoreError::WrongExpectedVersion {
+                    stream: stream_of(&meta.tenant, EntityKind::Opportunity, opportunity)?,
+                    expected: ExpectedVersion::Exact(expected),
+                    current: target.version,
+                }
+                .into());
+            }
             target
                 .state
                 .decide(command.clone(), &self.ctx(meta, true)?)

@@ -708,3 +708,61 @@ async fn history_names_every_event_and_feedback_content_opens_only_when_asked() 
         Personal::Erased
     );
 }
+
+#[tokio::test]
+async fn a_long_idempotency_key_still_finishes_every_step() {
+    let w = world();
+    let m = meta("user:lin");
+    for opp in ["o1", "o2"] {
+        w.service
+            .opportunity(&m, &id(opp), create(opp, opp))
+            .await
+            .unwrap();
+    }
+    let long = m
+        .clone()
+        .with_key("k".repeat(cairn_service::feedback_loop::IDEMPOTENCY_KEY_BYTES_MAX));
+    w.service
+        .opportunity(
+            &long,
+            &id("o2"),
+            OpportunityCommand::Triage(Triage::Duplicate {
+                canonical: id("o1"),
+            }),
+        )
+        .await
+        .unwrap();
+    let canonical = w
+        .service
+        .state::<Opportunity>(&m.tenant, &id("o1"))
+        .await
+        .unwrap();
+    assert_eq!(canonical.status, Some(OpportunityStatus::New));
+    let absorbed = w
+        .store
+        .read_all(cairn_ledger::Position(1), 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.envelope.event_type == "opportunity.duplicate_absorbed")
+        .count();
+    assert_eq!(absorbed, 1);
+    let too_long = m
+        .clone()
+        .with_key("k".repeat(cairn_service::feedback_loop::IDEMPOTENCY_KEY_BYTES_MAX + 1));
+    let error = w
+        .service
+        .opportunity(&too_long, &id("o1"), OpportunityCommand::StartReview)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ServiceError::InvalidArgument {
+                field: "idempotency_key",
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
