@@ -49,9 +49,9 @@ pub fn status_from_service(error: &ServiceError) -> Status {
         ServiceError::Store(store) => status_from_store(store),
         ServiceError::InvalidArgument { field, .. } => invalid_argument(field, error.to_string()),
         ServiceError::FailedPrecondition(message) => Status::failed_precondition(message.clone()),
-        ServiceError::Io { .. } | ServiceError::InvalidPolicy { .. } => {
-            Status::internal(error.to_string())
-        }
+        ServiceError::Io { .. }
+        | ServiceError::InvalidPolicy { .. }
+        | ServiceError::Internal(_) => Status::internal(error.to_string()),
         ServiceError::NotFound(message) => Status::not_found(message.clone()),
         ServiceError::DeadlineExceeded(message) => Status::deadline_exceeded(message.clone()),
         ServiceError::Refused(refusal) => status_from_refusal(refusal),

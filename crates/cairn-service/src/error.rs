@@ -34,6 +34,9 @@ pub enum ServiceError {
     /// A read could not reach the asked position before its deadline.
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// Something inside the server failed (a read model is damaged, a worker died).
+    #[error("{0}")]
+    Internal(String),
     /// Local files of the server (identity) could not be read or written.
     #[error("{context}: {source}")]
     Io {
@@ -48,5 +51,22 @@ pub enum ServiceError {
 impl From<cairn_ledger::LedgerError> for ServiceError {
     fn from(error: cairn_ledger::LedgerError) -> ServiceError {
         ServiceError::Store(StoreError::from(error))
+    }
+}
+
+impl From<cairn_projections::ProjectionError> for ServiceError {
+    fn from(error: cairn_projections::ProjectionError) -> ServiceError {
+        use cairn_projections::ProjectionError as P;
+        match error {
+            P::InvalidArgument { field, reason } => ServiceError::InvalidArgument { field, reason },
+            P::DeadlineExceeded { .. } => ServiceError::DeadlineExceeded(error.to_string()),
+            P::NotYetApplied { .. } => {
+                ServiceError::Store(StoreError::OutOfRange(error.to_string()))
+            }
+            P::Store(store) => ServiceError::Store(store),
+            P::Sled(_) | P::Corrupt(_) | P::Decode { .. } | P::Gap { .. } => {
+                ServiceError::Internal(error.to_string())
+            }
+        }
     }
 }

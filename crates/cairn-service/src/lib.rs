@@ -12,6 +12,7 @@ pub mod feedback_loop;
 pub mod history;
 mod identity;
 mod ledger;
+pub mod reads;
 pub mod scoring_policy;
 
 pub use checkpointer::{Checkpointer, CheckpointerHandle};
@@ -19,4 +20,5 @@ pub use error::ServiceError;
 pub use feedback_loop::{CommandMeta, CommandReceipt, FeedbackLoop};
 pub use identity::ServerIdentity;
 pub use ledger::{AppendCommand, EventDraft, Ledger, OpenedRecord, PersonalData, PersonalView};
+pub use reads::{ReadOptions, Reads, Stamp, Stamped};
 pub use scoring_policy::ScoringPolicy;
