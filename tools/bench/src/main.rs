@@ -18,6 +18,8 @@
 //! is bounded in time, so a full run takes a minute and a half and `--quick` about ten seconds.
 //! The bench is not part of the test suite; it never asserts, it reports.
 
+mod feedback_loop;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -69,6 +71,12 @@ struct Args {
     /// the disk a cairn data directory would live on.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Run the feedback-loop benchmark (load, rebuild, queries) instead of the append phases.
+    #[arg(long)]
+    feedback_loop: bool,
+    /// Ledger events of the feedback-loop data set.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
 }
 
 fn main() -> Result<()> {
@@ -84,6 +92,11 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if args.feedback_loop {
+        let report = runtime.block_on(feedback_loop::run(base.path(), args.events))?;
+        println!("{report}");
+        return Ok(());
+    }
     let report = runtime.block_on(run(base.path(), phase, rounds, args.quick))?;
     println!("{report}");
     Ok(())
