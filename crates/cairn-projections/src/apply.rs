@@ -1,26 +1,30 @@
-//! Folding records into the views. One batch of records is applied through an in-memory overlay
-//! of the keys it touched and written as one atomic sled batch together with the applied
-//! position, so a crash never leaves views and position out of step, and a hot view is written
-//! once per batch rather than once per record.
+//! Folding records into the views. A batch of records is applied through an overlay: the views it
+//! touches stay decoded in memory (a hot opportunity is decoded once and written once per batch,
+//! however many votes it got), the other keys it changes are kept in a map, and the whole is
+//! written as one atomic sled batch together with the applied position, so a crash never leaves
+//! views and position out of step.
+//!
+//! Every record also writes a version of what it changed, keyed by its position, so a query as of
+//! any position is exact (see `query`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use cairn_domain::codec::StoredPersonal;
 use cairn_domain::decision::DecisionEvent;
 use cairn_domain::feedback::{FeedbackEvent, FeedbackStatus};
 use cairn_domain::initiative::{InitiativeEvent, InitiativeStatus, MilestoneStatus};
-use cairn_domain::opportunity::{OpportunityEvent, OpportunityStatus, Validation};
+use cairn_domain::opportunity::{OpportunityEvent, OpportunityStatus, Validation, VoteRecord};
 use cairn_domain::signal::SignalEvent;
-use cairn_domain::{EntityId, EntityKind, EntityRef, Event, Time};
-use cairn_ledger::{Position, Record, SealedPayload};
+use cairn_domain::{Edge, EntityId, EntityKind, EntityRef, Event, Team, Time};
+use cairn_ledger::{Position, Record, SealedPayload, StreamVersion};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::ProjectionError;
-use crate::keys;
+use crate::keys::{self, EdgeEnd};
 use crate::views::{
     AgedOutView, DecisionView, FeedbackView, InitiativeView, MilestoneView, OpportunityView,
-    SignalView,
+    RankEntry, SignalView,
 };
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -28,12 +32,71 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProjectionError> {
-    postcard::from_bytes(bytes).map_err(|e| ProjectionError::Corrupt(format!("a view: {e}")))
+    postcard::from_bytes(bytes)
+        .map_err(|e| ProjectionError::Corrupt(format!("a stored view does not decode: {e}")))
 }
 
-/// The keys a batch changed, over the tree.
+/// A view of any kind, as the overlay holds it.
+pub(crate) enum AnyView {
+    Feedback(FeedbackView),
+    Signal(SignalView),
+    Opportunity(OpportunityView),
+    Decision(DecisionView),
+    Initiative(InitiativeView),
+}
+
+impl AnyView {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            AnyView::Feedback(view) => encode(view),
+            AnyView::Signal(view) => encode(view),
+            AnyView::Opportunity(view) => encode(view),
+            AnyView::Decision(view) => encode(view),
+            AnyView::Initiative(view) => encode(view),
+        }
+    }
+}
+
+/// A view stored under the `c` (current) keys of its kind.
+pub(crate) trait StoredView: Serialize + DeserializeOwned + Sized {
+    const KIND: EntityKind;
+    fn wrap(self) -> AnyView;
+    fn unwrap(view: AnyView) -> Option<Self>;
+    /// The last record that changed it.
+    fn last_position(&self) -> Position;
+}
+
+macro_rules! stored_view {
+    ($view:ident, $kind:ident, $last:ident) => {
+        impl StoredView for $view {
+            const KIND: EntityKind = EntityKind::$kind;
+            fn wrap(self) -> AnyView {
+                AnyView::$kind(self)
+            }
+            fn unwrap(view: AnyView) -> Option<Self> {
+                match view {
+                    AnyView::$kind(view) => Some(view),
+                    _ => None,
+                }
+            }
+            fn last_position(&self) -> Position {
+                self.$last
+            }
+        }
+    };
+}
+stored_view!(FeedbackView, Feedback, last_position);
+stored_view!(SignalView, Signal, position);
+stored_view!(OpportunityView, Opportunity, last_position);
+stored_view!(DecisionView, Decision, last_position);
+stored_view!(InitiativeView, Initiative, last_position);
+
+/// The changes of one batch, over the tree.
 pub(crate) struct Overlay<'t> {
     tree: &'t sled::Tree,
+    /// Current views the batch changed, by their `c` key.
+    views: HashMap<Vec<u8>, AnyView>,
+    /// Every other key the batch changed (`None`: removed).
     changes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
@@ -41,6 +104,7 @@ impl<'t> Overlay<'t> {
     pub(crate) fn new(tree: &'t sled::Tree) -> Overlay<'t> {
         Overlay {
             tree,
+            views: HashMap::new(),
             changes: BTreeMap::new(),
         }
     }
@@ -64,8 +128,35 @@ impl<'t> Overlay<'t> {
         self.changes.insert(key, None);
     }
 
+    /// Takes a current view out of the overlay (or reads it from the tree), to change it and put
+    /// it back with [`Overlay::put_view`].
+    fn take_view<T: StoredView>(&mut self, key: &[u8]) -> Result<Option<T>, ProjectionError> {
+        match self.views.remove(key) {
+            Some(view) => T::unwrap(view).map(Some).ok_or_else(|| {
+                ProjectionError::Corrupt("a view key holds a view of another kind".into())
+            }),
+            None => self
+                .tree
+                .get(key)?
+                .map(|bytes| decode::<T>(&bytes))
+                .transpose(),
+        }
+    }
+
+    fn has_view(&self, key: &[u8]) -> Result<bool, ProjectionError> {
+        Ok(self.views.contains_key(key) || self.tree.contains_key(key)?)
+    }
+
+    fn put_view<T: StoredView>(&mut self, key: Vec<u8>, view: T) {
+        self.views.insert(key, view.wrap());
+    }
+
+    /// The batch: every change, each dirty view encoded once, and the applied position.
     pub(crate) fn into_batch(self, applied: Position) -> sled::Batch {
         let mut batch = sled::Batch::default();
+        for (key, view) in self.views {
+            batch.insert(key, view.encode());
+        }
         for (key, value) in self.changes {
             match value {
                 Some(value) => batch.insert(key, value),
@@ -78,7 +169,9 @@ impl<'t> Overlay<'t> {
 }
 
 /// Applies one record. Records of aggregate types the domain does not know (raw ledger events)
-/// change nothing.
+/// change nothing. A record of a domain type that does not decode, or that changes an entity
+/// before it exists, stops the projection with an error naming its position: the domain never
+/// writes one, and skipping it would serve answers that silently disagree with the ledger.
 pub(crate) fn apply_record(
     overlay: &mut Overlay<'_>,
     record: &Record,
@@ -88,10 +181,8 @@ pub(crate) fn apply_record(
         return Ok(());
     };
     let position = record.position();
-    let payload = SealedPayload::decode(&record.payload).map_err(|e| ProjectionError::Decode {
-        position,
-        reason: e.to_string(),
-    })?;
+    let undecodable = |reason: String| ProjectionError::Decode { position, reason };
+    let payload = SealedPayload::decode(&record.payload).map_err(|e| undecodable(e.to_string()))?;
     let event = Event::decode(
         &envelope.stream.aggregate_type,
         &envelope.event_type,
@@ -99,24 +190,17 @@ pub(crate) fn apply_record(
         &payload.clear,
         StoredPersonal::Withheld,
     )
-    .map_err(|e| ProjectionError::Decode {
-        position,
-        reason: e.to_string(),
-    })?;
-    let tenant = envelope.stream.tenant.as_str();
-    let id = EntityId::new(envelope.stream.aggregate_id.clone()).map_err(|e| {
-        ProjectionError::Decode {
-            position,
-            reason: e.to_string(),
-        }
-    })?;
+    .map_err(|e| undecodable(e.to_string()))?;
+    let id = EntityId::new(envelope.stream.aggregate_id.clone())
+        .map_err(|e| undecodable(e.to_string()))?;
     let own = EntityRef::new(kind, id.clone());
     let mut applier = Applier {
         overlay,
-        tenant,
+        tenant: envelope.stream.tenant.as_str(),
         id: &id,
         position,
         recorded_at: Time(envelope.recorded_at.0),
+        stream_version: envelope.stream_version,
     };
     for edge in event.edges(&own) {
         applier.edge(&edge)?;
@@ -136,52 +220,84 @@ struct Applier<'a, 't> {
     id: &'a EntityId,
     position: Position,
     recorded_at: Time,
+    stream_version: StreamVersion,
 }
 
 impl Applier<'_, '_> {
-    fn edge(&mut self, edge: &cairn_domain::Edge) -> Result<(), ProjectionError> {
-        let forward = keys::edge(false, self.tenant, &edge.from, edge.relation, &edge.to);
+    fn current_key(&self, kind: EntityKind) -> Vec<u8> {
+        keys::current(kind, self.tenant, self.id.as_str())
+    }
+
+    /// Records an edge in both directions, with the first position that named it.
+    fn edge(&mut self, edge: &Edge) -> Result<(), ProjectionError> {
+        let forward = keys::edge(
+            EdgeEnd::From,
+            self.tenant,
+            &edge.from,
+            edge.relation,
+            &edge.to,
+        );
         if self.overlay.get_raw(&forward)?.is_none() {
             let position = self.position.0.to_be_bytes().to_vec();
             self.overlay.put(forward, position.clone());
             self.overlay.put(
-                keys::edge(true, self.tenant, &edge.to, edge.relation, &edge.from),
+                keys::edge(
+                    EdgeEnd::To,
+                    self.tenant,
+                    &edge.to,
+                    edge.relation,
+                    &edge.from,
+                ),
                 position,
             );
         }
         Ok(())
     }
 
-    fn load<T: DeserializeOwned>(&self, kind: EntityKind) -> Result<Option<T>, ProjectionError> {
-        self.overlay
-            .get(&keys::current(kind, self.tenant, self.id.as_str()))
+    /// Starts the view of an entity this record creates.
+    fn created<T: StoredView>(&mut self) -> Result<(), ProjectionError> {
+        if self.overlay.has_view(&self.current_key(T::KIND))? {
+            return Err(ProjectionError::Corrupt(format!(
+                "record at position {} creates {}/{}, which exists already",
+                self.position,
+                T::KIND,
+                self.id
+            )));
+        }
+        self.overlay.put(
+            keys::with_position(keys::created_prefix(T::KIND, self.tenant), self.position),
+            self.id.as_str().as_bytes().to_vec(),
+        );
+        Ok(())
     }
 
-    fn require<T: DeserializeOwned>(&self, kind: EntityKind) -> Result<T, ProjectionError> {
-        self.load(kind)?.ok_or_else(|| {
+    /// The view of an entity this record changes.
+    fn existing<T: StoredView>(&mut self) -> Result<T, ProjectionError> {
+        let key = self.current_key(T::KIND);
+        self.overlay.take_view(&key)?.ok_or_else(|| {
             ProjectionError::Corrupt(format!(
-                "record at position {} changes {kind}/{} before it exists",
-                self.position, self.id
+                "record at position {} changes {}/{} before it exists",
+                self.position,
+                T::KIND,
+                self.id
             ))
         })
     }
 
     /// Stores the current view and its version at this position.
-    fn store<T: Serialize>(&mut self, kind: EntityKind, view: &T) {
-        let bytes = encode(view);
+    fn store<T: StoredView>(&mut self, view: T) {
         self.overlay.put(
             keys::with_position(
-                keys::version_prefix(kind, self.tenant, self.id.as_str()),
+                keys::version_prefix(T::KIND, self.tenant, self.id.as_str()),
                 self.position,
             ),
-            bytes.clone(),
+            encode(&view),
         );
-        self.overlay
-            .put(keys::current(kind, self.tenant, self.id.as_str()), bytes);
+        self.overlay.put_view(self.current_key(T::KIND), view);
     }
 
     fn feedback(&mut self, event: FeedbackEvent) -> Result<(), ProjectionError> {
-        let view = match event {
+        let mut view = match event {
             FeedbackEvent::Received {
                 id,
                 team,
@@ -190,39 +306,43 @@ impl Applier<'_, '_> {
                 outcome_tags,
                 visibility,
                 received_at,
-                ..
-            } => FeedbackView {
-                id,
-                team,
-                source,
-                tags,
-                outcome_tags,
-                visibility,
-                status: FeedbackStatus::Received,
-                received_at,
-                received_position: self.position,
-                opportunities: Vec::new(),
-                discard_reason: None,
-                last_position: self.position,
-            },
+                content: _,
+            } => {
+                self.created::<FeedbackView>()?;
+                FeedbackView {
+                    id,
+                    team,
+                    source,
+                    tags,
+                    outcome_tags,
+                    visibility,
+                    status: FeedbackStatus::Received,
+                    received_at,
+                    received_position: self.position,
+                    opportunities: Vec::new(),
+                    discard_reason: None,
+                    stream_version: self.stream_version,
+                    last_position: self.position,
+                }
+            }
             FeedbackEvent::Linked { opportunity } => {
-                let mut view: FeedbackView = self.require(EntityKind::Feedback)?;
+                let mut view: FeedbackView = self.existing()?;
                 view.status = FeedbackStatus::Processed;
-                view.opportunities.push(opportunity);
+                if !view.opportunities.contains(&opportunity) {
+                    view.opportunities.push(opportunity);
+                }
                 view
             }
             FeedbackEvent::Discarded { reason } => {
-                let mut view: FeedbackView = self.require(EntityKind::Feedback)?;
+                let mut view: FeedbackView = self.existing()?;
                 view.status = FeedbackStatus::Discarded;
                 view.discard_reason = Some(reason);
                 view
             }
         };
-        let view = FeedbackView {
-            last_position: self.position,
-            ..view
-        };
-        self.store(EntityKind::Feedback, &view);
+        view.stream_version = self.stream_version;
+        view.last_position = self.position;
+        self.store(view);
         Ok(())
     }
 
@@ -232,43 +352,56 @@ impl Applier<'_, '_> {
             observation,
             recorded_at,
         } = event;
-        let view = SignalView {
+        self.created::<SignalView>()?;
+        self.store(SignalView {
             id,
             observation,
             recorded_at,
             position: self.position,
-        };
-        self.store(EntityKind::Signal, &view);
+        });
         Ok(())
     }
 
-    fn set_ranking(
-        &mut self,
-        before: Option<(OpportunityStatus, Option<f64>)>,
-        view: &OpportunityView,
-    ) {
-        let key = |score: f64| keys::ranking(self.tenant, score, view.id.as_str());
+    /// Moves an opportunity in the ranking indexes (tenant-wide and per team): out of its old
+    /// place if it was ranked, into its new one if it is.
+    fn rank(&mut self, before: Option<(OpportunityStatus, Option<f64>)>, view: &OpportunityView) {
+        let places = |team: &Team, score: f64| {
+            [None, Some(team.as_str())]
+                .map(|team| keys::ranking(self.tenant, team, score, view.id.as_str()))
+        };
         if let Some((status, Some(score))) = before
             && status.is_ranked()
         {
-            self.overlay.remove(key(score));
+            for key in places(&view.team, score) {
+                self.overlay.remove(key);
+            }
         }
-        if let Some(score) = view.score
+        if let (Some(score), Some(score_position)) = (view.score, view.score_position)
             && view.status.is_ranked()
         {
-            self.overlay.put(key(score), Vec::new());
+            let entry = encode(&RankEntry {
+                title: view.title.clone(),
+                team: view.team.clone(),
+                status: view.status,
+                score_position,
+            });
+            for key in places(&view.team, score) {
+                self.overlay.put(key, entry.clone());
+            }
         }
     }
 
+    /// Counts a vote: the principal's latest replaces their earlier one. A vote absorbed from a
+    /// duplicate replaces it only when newer, as the domain folds it.
     fn vote(
         &mut self,
         view: &mut OpportunityView,
-        vote: &cairn_domain::opportunity::VoteRecord,
-        latest_wins_by_time: bool,
+        vote: &VoteRecord,
+        only_if_newer: bool,
     ) -> Result<(), ProjectionError> {
         let key = keys::vote(self.tenant, view.id.as_str(), vote.principal.as_str());
         let old: Option<(u32, i64)> = self.overlay.get(&key)?;
-        if latest_wins_by_time && old.is_some_and(|(_, at)| at >= vote.at.0) {
+        if only_if_newer && old.is_some_and(|(_, at)| at >= vote.at.0) {
             return Ok(());
         }
         match old {
@@ -282,40 +415,50 @@ impl Applier<'_, '_> {
 
     fn opportunity(&mut self, event: OpportunityEvent) -> Result<(), ProjectionError> {
         use OpportunityStatus as S;
-        let mut view: OpportunityView = match event {
+        let (mut view, before) = match &event {
             OpportunityEvent::Created {
-                ref id,
-                ref draft,
+                id,
+                draft,
                 created_at,
-            } => OpportunityView {
-                id: id.clone(),
-                title: draft.title.clone(),
-                problem: draft.problem.clone(),
-                owner: draft.owner.clone(),
-                team: draft.team.clone(),
-                size: draft.size,
-                outcome_tags: draft.outcome_tags.clone(),
-                visibility: draft.visibility,
-                status: S::New,
-                canonical: None,
-                decline_reason: None,
-                decision: None,
-                snoozed_until: None,
-                aged_out: None,
-                evidence: 0,
-                voters: 0,
-                vote_weight: 0,
-                score: None,
-                score_position: None,
-                created_at,
-                last_position: self.position,
-            },
-            _ => self.require(EntityKind::Opportunity)?,
+            } => {
+                self.created::<OpportunityView>()?;
+                let view = OpportunityView {
+                    id: id.clone(),
+                    title: draft.title.clone(),
+                    problem: draft.problem.clone(),
+                    owner: draft.owner.clone(),
+                    team: draft.team.clone(),
+                    size: draft.size,
+                    outcome_tags: draft.outcome_tags.clone(),
+                    visibility: draft.visibility,
+                    status: S::New,
+                    canonical: None,
+                    decline_reason: None,
+                    decision: None,
+                    snoozed_until: None,
+                    aged_out: None,
+                    outcome_signal: None,
+                    evidence: 0,
+                    last_evidence_at: *created_at,
+                    voters: 0,
+                    vote_weight: 0,
+                    score: None,
+                    score_position: None,
+                    created_at: *created_at,
+                    created_position: self.position,
+                    stream_version: self.stream_version,
+                    last_position: self.position,
+                };
+                (view, None)
+            }
+            _ => {
+                let view: OpportunityView = self.existing()?;
+                let before = (view.status, view.score);
+                (view, Some(before))
+            }
         };
-        let before = (!matches!(event, OpportunityEvent::Created { .. }))
-            .then_some((view.status, view.score));
         match event {
-            OpportunityEvent::Created { .. } => {}
+            OpportunityEvent::Created { .. } | OpportunityEvent::Rated { .. } => {}
             OpportunityEvent::ReviewStarted => view.status = S::UnderReview,
             OpportunityEvent::Accepted { decision } => {
                 view.status = S::Planned;
@@ -340,19 +483,22 @@ impl Applier<'_, '_> {
             }
             OpportunityEvent::WorkStarted => view.status = S::InProgress,
             OpportunityEvent::Shipped => view.status = S::Shipped,
-            OpportunityEvent::OutcomeJudged { outcome, .. } => {
+            OpportunityEvent::OutcomeJudged { outcome, signal } => {
                 view.status = match outcome {
                     Validation::Validated => S::Validated,
                     Validation::NotValidated => S::NotValidated,
-                }
+                };
+                view.outcome_signal = signal;
             }
-            OpportunityEvent::EvidenceAttached(_) => view.evidence += 1,
+            OpportunityEvent::EvidenceAttached(evidence) => {
+                view.evidence += 1;
+                view.last_evidence_at = view.last_evidence_at.max(evidence.attached_at);
+            }
             OpportunityEvent::Reopened { status, .. } => {
                 view.status = status;
                 view.aged_out = None;
             }
             OpportunityEvent::Voted(vote) => self.vote(&mut view, &vote, false)?,
-            OpportunityEvent::Rated { .. } => {}
             OpportunityEvent::Scored(snapshot) => {
                 view.score = Some(snapshot.value);
                 view.score_position = Some(self.position);
@@ -389,15 +535,38 @@ impl Applier<'_, '_> {
             OpportunityEvent::DuplicateAbsorbed {
                 evidence, votes, ..
             } => {
+                // The domain absorbs only the evidence the canonical opportunity lacks.
                 view.evidence += evidence.len() as u64;
+                for piece in &evidence {
+                    view.last_evidence_at = view.last_evidence_at.max(piece.attached_at);
+                }
                 for vote in &votes {
                     self.vote(&mut view, vote, true)?;
                 }
             }
         }
+        view.stream_version = self.stream_version;
         view.last_position = self.position;
-        self.set_ranking(before, &view);
-        self.store(EntityKind::Opportunity, &view);
+        if before.is_none_or(|(status, _)| status != view.status) {
+            self.overlay.put(
+                keys::with_position(
+                    keys::status_prefix(self.tenant, self.id.as_str()),
+                    self.position,
+                ),
+                encode(&view.status),
+            );
+        }
+        self.rank(before, &view);
+        // The version holds only what changes after creation (see `OpportunityState`).
+        self.overlay.put(
+            keys::with_position(
+                keys::version_prefix(EntityKind::Opportunity, self.tenant, self.id.as_str()),
+                self.position,
+            ),
+            encode(&view.state()),
+        );
+        self.overlay
+            .put_view(self.current_key(EntityKind::Opportunity), view);
         Ok(())
     }
 
@@ -407,26 +576,31 @@ impl Applier<'_, '_> {
                 id,
                 content,
                 proposed_at,
-            } => DecisionView {
-                id: id.clone(),
-                kind: content.kind,
-                title: content.title.clone(),
-                team: content.team.clone(),
-                context: content.context.clone(),
-                outcome: content.outcome.clone(),
-                status: "proposed".into(),
-                superseded_by: None,
-                status_reason: None,
-                deciders: content.deciders.clone(),
-                subjects: content.subjects.clone(),
-                supersedes: content.supersedes.clone(),
-                proposed_at: *proposed_at,
-                decided_at: None,
-                decided_by: None,
-                proposed_position: self.position,
-                last_position: self.position,
-            },
-            _ => self.require(EntityKind::Decision)?,
+            } => {
+                self.created::<DecisionView>()?;
+                DecisionView {
+                    id: id.clone(),
+                    kind: content.kind,
+                    title: content.title.clone(),
+                    team: content.team.clone(),
+                    context: content.context.clone(),
+                    outcome: content.outcome.clone(),
+                    status: "proposed".into(),
+                    superseded_by: None,
+                    status_reason: None,
+                    deciders: content.deciders.clone(),
+                    subjects: content.subjects.clone(),
+                    supersedes: content.supersedes.clone(),
+                    visibility: content.visibility,
+                    proposed_at: *proposed_at,
+                    decided_at: None,
+                    decided_by: None,
+                    proposed_position: self.position,
+                    stream_version: self.stream_version,
+                    last_position: self.position,
+                }
+            }
+            _ => self.existing()?,
         };
         match event {
             DecisionEvent::Proposed { .. } => {}
@@ -439,6 +613,7 @@ impl Applier<'_, '_> {
                 view.deciders = content.deciders;
                 view.subjects = content.subjects;
                 view.supersedes = content.supersedes;
+                view.visibility = content.visibility;
             }
             DecisionEvent::Accepted { by, at } => {
                 view.status = "accepted".into();
@@ -459,30 +634,38 @@ impl Applier<'_, '_> {
                 view.superseded_by = Some(by);
             }
         }
+        view.stream_version = self.stream_version;
         view.last_position = self.position;
-        self.store(EntityKind::Decision, &view);
+        self.store(view);
         Ok(())
     }
 
     fn initiative(&mut self, event: InitiativeEvent) -> Result<(), ProjectionError> {
         let mut view: InitiativeView = match &event {
-            InitiativeEvent::Created { id, draft } => InitiativeView {
-                id: id.clone(),
-                title: draft.title.clone(),
-                goal: draft.goal.clone(),
-                owners: draft.owners.clone(),
-                team: draft.team.clone(),
-                target: draft.target.clone(),
-                status: InitiativeStatus::Draft,
-                at_risk: false,
-                status_reason: None,
-                start: draft.start,
-                target_date: draft.target_date,
-                implements: draft.implements.clone(),
-                milestones: Vec::new(),
-                last_position: self.position,
-            },
-            _ => self.require(EntityKind::Initiative)?,
+            InitiativeEvent::Created { id, draft } => {
+                self.created::<InitiativeView>()?;
+                InitiativeView {
+                    id: id.clone(),
+                    title: draft.title.clone(),
+                    goal: draft.goal.clone(),
+                    owners: draft.owners.clone(),
+                    team: draft.team.clone(),
+                    target: draft.target.clone(),
+                    outcome_tags: draft.outcome_tags.clone(),
+                    visibility: draft.visibility,
+                    status: InitiativeStatus::Draft,
+                    at_risk: false,
+                    status_reason: None,
+                    start: draft.start,
+                    target_date: draft.target_date,
+                    implements: draft.implements.clone(),
+                    milestones: Vec::new(),
+                    created_position: self.position,
+                    stream_version: self.stream_version,
+                    last_position: self.position,
+                }
+            }
+            _ => self.existing()?,
         };
         let position = self.position;
         let close = |view: &mut InitiativeView, name: &str, status, signal| {
@@ -507,13 +690,18 @@ impl Applier<'_, '_> {
             InitiativeEvent::Completed => {
                 view.status = InitiativeStatus::Completed;
                 view.at_risk = false;
+                view.status_reason = None;
             }
             InitiativeEvent::Cancelled { reason } => {
                 view.status = InitiativeStatus::Cancelled;
                 view.at_risk = false;
                 view.status_reason = Some(reason);
             }
-            InitiativeEvent::Implements { opportunity } => view.implements.push(opportunity),
+            InitiativeEvent::Implements { opportunity } => {
+                if !view.implements.contains(&opportunity) {
+                    view.implements.push(opportunity);
+                }
+            }
             InitiativeEvent::MilestoneAdded {
                 name,
                 due,
@@ -533,8 +721,9 @@ impl Applier<'_, '_> {
                 close(&mut view, &name, MilestoneStatus::Missed, None)
             }
         }
+        view.stream_version = self.stream_version;
         view.last_position = self.position;
-        self.store(EntityKind::Initiative, &view);
+        self.store(view);
         Ok(())
     }
 }

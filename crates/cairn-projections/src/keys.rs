@@ -1,23 +1,30 @@
 //! The key layout of the one sled tree that holds every view. Parts are joined with a 0 byte:
-//! tenants, ids and relation names never contain one (their alphabets are validated). Positions
-//! are big-endian, so a range scan walks them in ledger order.
+//! tenants, ids, teams, principals and relation names never contain one (their alphabets are
+//! validated). Positions are big-endian, so a range scan walks them in ledger order. One tree, so
+//! one `sled::Batch` changes views, indexes and the applied position atomically.
 //!
 //! | prefix | key | value |
 //! |---|---|---|
-//! | `m` | `applied` | the last applied position |
-//! | `c` | kind, tenant, id | the entity's current view |
-//! | `v` | kind, tenant, id, position | the view after the record at that position |
-//! | `r` | tenant, score (descending order), id | (ranked opportunities now) |
-//! | `h` | tenant, id, position | a score recorded at that position |
+//! | `m` | `applied`, `format` | the last applied position; the layout version |
+//! | `c` kind | tenant, id | the entity's current view |
+//! | `v` kind | tenant, id, position | the entity after the record at that position (for an opportunity, only what changes after creation: `OpportunityState`) |
+//! | `n` kind | tenant, position | the id of the entity created at that position (lists, in ledger order) |
+//! | `r` | tenant, score (descending order), id | a ranked opportunity now (`RankEntry`) |
+//! | `R` | tenant, team, score (descending order), id | the same, per team |
+//! | `h` | tenant, id, position | the score recorded at that position |
+//! | `s` | tenant, id, position | the opportunity status entered at that position |
 //! | `V` | tenant, opportunity, principal | the principal's latest vote (weight, time) |
 //! | `e` | tenant, from, relation, to | the position that first recorded the edge |
 //! | `E` | tenant, to, relation, from | the same edge, indexed by its `to` end |
-//! | `a` | tenant, time, id | an opportunity that aged out (the view) |
+//! | `a` | tenant, time, id | an opportunity that aged out (`AgedOutView`) |
 
 use cairn_domain::{EntityKind, EntityRef, Relation};
 use cairn_ledger::Position;
 
+/// The last applied position.
 pub(crate) const APPLIED: &[u8] = b"m\0applied";
+/// The layout version of everything else.
+pub(crate) const FORMAT: &[u8] = b"m\0format";
 
 pub(crate) fn kind_byte(kind: EntityKind) -> u8 {
     match kind {
@@ -45,10 +52,6 @@ pub(crate) fn current(kind: EntityKind, tenant: &str, id: &str) -> Vec<u8> {
     )
 }
 
-pub(crate) fn current_prefix(kind: EntityKind, tenant: &str) -> Vec<u8> {
-    join(&[b'c', kind_byte(kind)], &[tenant.as_bytes()])
-}
-
 pub(crate) fn version_prefix(kind: EntityKind, tenant: &str, id: &str) -> Vec<u8> {
     join(
         &[b'v', kind_byte(kind)],
@@ -56,17 +59,23 @@ pub(crate) fn version_prefix(kind: EntityKind, tenant: &str, id: &str) -> Vec<u8
     )
 }
 
+pub(crate) fn created_prefix(kind: EntityKind, tenant: &str) -> Vec<u8> {
+    join(&[b'n', kind_byte(kind)], &[tenant.as_bytes()])
+}
+
 pub(crate) fn with_position(mut prefix: Vec<u8>, position: Position) -> Vec<u8> {
     prefix.extend_from_slice(&position.0.to_be_bytes());
     prefix
 }
 
-pub(crate) fn position_suffix(key: &[u8]) -> Position {
-    let bytes: [u8; 8] = key[key.len() - 8..].try_into().expect("8-byte suffix");
-    Position(u64::from_be_bytes(bytes))
+/// The position in the last 8 bytes of a key or value; `None` when shorter.
+pub(crate) fn position_suffix(bytes: &[u8]) -> Option<Position> {
+    let start = bytes.len().checked_sub(8)?;
+    let suffix: [u8; 8] = bytes[start..].try_into().ok()?;
+    Some(Position(u64::from_be_bytes(suffix)))
 }
 
-/// An f64 as 8 bytes that sort in descending numeric order.
+/// An f64 as 8 bytes that sort in descending `f64::total_cmp` order.
 pub(crate) fn score_descending(score: f64) -> [u8; 8] {
     let bits = score.to_bits();
     let ascending = if bits >> 63 == 1 {
@@ -77,23 +86,45 @@ pub(crate) fn score_descending(score: f64) -> [u8; 8] {
     (!ascending).to_be_bytes()
 }
 
-pub(crate) fn ranking_prefix(tenant: &str) -> Vec<u8> {
-    join(b"r", &[tenant.as_bytes()])
+/// The inverse of [`score_descending`].
+pub(crate) fn score_from_descending(bytes: [u8; 8]) -> f64 {
+    let ascending = !u64::from_be_bytes(bytes);
+    let bits = if ascending >> 63 == 1 {
+        ascending & !(1 << 63)
+    } else {
+        !ascending
+    };
+    f64::from_bits(bits)
 }
 
-pub(crate) fn ranking(tenant: &str, score: f64, id: &str) -> Vec<u8> {
-    let mut key = ranking_prefix(tenant);
+/// The ranking of a tenant, or of one team in it.
+pub(crate) fn ranking_prefix(tenant: &str, team: Option<&str>) -> Vec<u8> {
+    match team {
+        None => join(b"r", &[tenant.as_bytes()]),
+        Some(team) => join(b"R", &[tenant.as_bytes(), team.as_bytes()]),
+    }
+}
+
+pub(crate) fn ranking(tenant: &str, team: Option<&str>, score: f64, id: &str) -> Vec<u8> {
+    let mut key = ranking_prefix(tenant, team);
     key.extend_from_slice(&score_descending(score));
     key.extend_from_slice(id.as_bytes());
     key
 }
 
-pub(crate) fn ranking_id(key: &[u8], tenant: &str) -> String {
-    String::from_utf8_lossy(&key[tenant.len() + 2 + 8..]).into_owned()
+/// The score and id of a ranking key under a prefix of `prefix_len` bytes.
+pub(crate) fn ranking_parts(key: &[u8], prefix_len: usize) -> Option<(f64, String)> {
+    let score: [u8; 8] = key.get(prefix_len..prefix_len + 8)?.try_into().ok()?;
+    let id = std::str::from_utf8(key.get(prefix_len + 8..)?).ok()?;
+    Some((score_from_descending(score), id.to_owned()))
 }
 
 pub(crate) fn score_prefix(tenant: &str, id: &str) -> Vec<u8> {
     join(b"h", &[tenant.as_bytes(), id.as_bytes()])
+}
+
+pub(crate) fn status_prefix(tenant: &str, id: &str) -> Vec<u8> {
+    join(b"s", &[tenant.as_bytes(), id.as_bytes()])
 }
 
 pub(crate) fn vote(tenant: &str, opportunity: &str, principal: &str) -> Vec<u8> {
@@ -107,33 +138,43 @@ pub(crate) fn vote(tenant: &str, opportunity: &str, principal: &str) -> Vec<u8> 
     )
 }
 
-pub(crate) fn entity_text(entity: &EntityRef) -> String {
-    entity.to_string()
+/// Which end of an edge an edge key starts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EdgeEnd {
+    /// Keyed by `from` (`e`).
+    From,
+    /// Keyed by `to` (`E`).
+    To,
 }
 
-/// The forward (`e`, by `from`) or reverse (`E`, by `to`) prefix of an entity's edges.
-pub(crate) fn edge_prefix(reverse: bool, tenant: &str, entity: &EntityRef) -> Vec<u8> {
-    let prefix: &[u8] = if reverse { b"E" } else { b"e" };
-    join(prefix, &[tenant.as_bytes(), entity_text(entity).as_bytes()])
+/// The prefix of an entity's edges keyed by the given end.
+pub(crate) fn edge_prefix(end: EdgeEnd, tenant: &str, entity: &EntityRef) -> Vec<u8> {
+    let prefix: &[u8] = match end {
+        EdgeEnd::From => b"e",
+        EdgeEnd::To => b"E",
+    };
+    join(prefix, &[tenant.as_bytes(), entity.to_string().as_bytes()])
 }
 
+/// The edge key of `near -relation-> far` (for [`EdgeEnd::From`]) or `far -relation-> near`
+/// (for [`EdgeEnd::To`]).
 pub(crate) fn edge(
-    reverse: bool,
+    end: EdgeEnd,
     tenant: &str,
     near: &EntityRef,
     relation: Relation,
     far: &EntityRef,
 ) -> Vec<u8> {
-    let mut key = edge_prefix(reverse, tenant, near);
+    let mut key = edge_prefix(end, tenant, near);
     key.extend_from_slice(relation.as_str().as_bytes());
     key.push(0);
-    key.extend_from_slice(entity_text(far).as_bytes());
+    key.extend_from_slice(far.to_string().as_bytes());
     key
 }
 
-/// The relation and far end of an edge key under `prefix`.
+/// The relation and far end of an edge key under a prefix of `prefix_len` bytes.
 pub(crate) fn edge_parts(key: &[u8], prefix_len: usize) -> Option<(Relation, EntityRef)> {
-    let rest = std::str::from_utf8(&key[prefix_len..]).ok()?;
+    let rest = std::str::from_utf8(key.get(prefix_len..)?).ok()?;
     let (relation, far) = rest.split_once('\0')?;
     Some((Relation::parse(relation)?, EntityRef::parse(far).ok()?))
 }
@@ -159,15 +200,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scores_sort_descending_and_times_ascending() {
-        let scores = [f64::NEG_INFINITY, -3.5, -0.0, 0.0, 1e-9, 2.0, 1e12];
+    fn scores_sort_descending_and_round_trip() {
+        let scores = [
+            f64::INFINITY,
+            1e12,
+            2.0,
+            1e-9,
+            0.0,
+            -0.0,
+            -3.5,
+            f64::NEG_INFINITY,
+        ];
         for pair in scores.windows(2) {
             assert!(
-                score_descending(pair[0]) >= score_descending(pair[1]),
+                score_descending(pair[0]) < score_descending(pair[1]),
                 "{pair:?}"
             );
+            assert_eq!(
+                pair[0].total_cmp(&pair[1]),
+                std::cmp::Ordering::Greater,
+                "the key order is total_cmp's"
+            );
         }
-        assert!(score_descending(2.0) < score_descending(1.0));
+        for score in scores {
+            assert_eq!(
+                score_from_descending(score_descending(score)).to_bits(),
+                score.to_bits()
+            );
+        }
+    }
+
+    #[test]
+    fn times_sort_ascending() {
         let times = [i64::MIN, -5, 0, 7, i64::MAX];
         for pair in times.windows(2) {
             assert!(
@@ -175,5 +239,15 @@ mod tests {
                 "{pair:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_id_prefix_of_another_does_not_share_its_versions() {
+        let short = version_prefix(EntityKind::Opportunity, "acme", "o-1");
+        let long = with_position(
+            version_prefix(EntityKind::Opportunity, "acme", "o-12"),
+            Position(1),
+        );
+        assert!(!long.starts_with(&short));
     }
 }

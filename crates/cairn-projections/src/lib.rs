@@ -4,9 +4,10 @@
 //! past position, and a reader may wait for "at least position N".
 //!
 //! Views are a pure function of the records in position order: [`Projections::rebuild`] from the
-//! ledger gives the same answers as following it. This crate never holds personal data (feedback
-//! text and submitters stay sealed in the ledger), never writes to the ledger, and never names
-//! tonic or prost.
+//! ledger gives the same answers as following it, and a lost or outdated directory is rebuilt,
+//! never repaired. This crate never holds personal data (feedback text and submitters stay sealed
+//! in the ledger; a feedback view names the record that holds them), never writes to the ledger,
+//! never runs sled work on an async worker thread, and never names tonic or prost.
 
 mod apply;
 mod error;
@@ -15,7 +16,8 @@ mod query;
 mod views;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use cairn_ledger::{Position, Record};
 use cairn_store::{EventStore, StoreError, limits as store_limits, subscribe};
@@ -24,25 +26,38 @@ use tokio::sync::watch;
 pub use error::ProjectionError;
 pub use query::{
     DecisionFilter, Direction, FeedbackFilter, GRAPH_NODES_MAX, Graph, InitiativeFilter,
-    LINEAGE_DEPTH_MAX, PAGE_SIZE_MAX, PageRequest, direction_of,
+    LINEAGE_DEPTH_MAX, PAGE_SIZE_MAX, PAGE_TOKEN_BYTES_MAX, PageRequest, RELATION_DIRECTIONS,
+    Upstream, direction_of,
 };
 pub use views::{
     AgedOutView, AtPosition, DecisionView, EdgeView, FeedbackView, InitiativeView, MilestoneView,
     OpportunityView, Page, Ranked, SignalView,
 };
 
-/// Most records applied in one sled batch.
+/// Most records [`Projections::follow`] and [`Projections::catch_up`] apply in one sled batch.
 pub const APPLY_BATCH_RECORDS_MAX: usize = 4096;
+
+/// The version of the key layout and view encodings. A directory written with another version is
+/// cleared on open and rebuilt from the ledger by following it from position 1.
+const FORMAT_VERSION: u32 = 2;
 
 /// The read models.
 pub struct Projections {
     tree: sled::Tree,
-    _db: sled::Db,
+    db: sled::Db,
     applied: watch::Sender<Position>,
+    /// Serialises [`Projections::apply`]: two batches built from the same applied position would
+    /// count the same records twice.
+    apply_lock: Mutex<()>,
+    /// Odd while a batch is being written, bumped on each start and end. Versioned keys make
+    /// every as-of answer exact without it; the ranking index of "now" is not versioned, so a
+    /// reader of it checks that no write started or ended while it read.
+    write_sequence: AtomicU64,
 }
 
 impl Projections {
-    /// Opens (or creates) the read models in `dir`. Blocking.
+    /// Opens (or creates) the read models in `dir`. A directory of another layout version is
+    /// cleared (the views are rebuilt by following the ledger). Blocking.
     pub fn open(dir: &Path) -> Result<Projections, ProjectionError> {
         let db = sled::Config::new()
             .path(dir)
@@ -51,13 +66,29 @@ impl Projections {
         Projections::from_db(db)
     }
 
-    /// Read models in a temporary sled database, gone when dropped.
+    /// Read models in a temporary sled database, gone when dropped. Blocking.
     pub fn temporary() -> Result<Projections, ProjectionError> {
         Projections::from_db(sled::Config::new().temporary(true).open()?)
     }
 
     fn from_db(db: sled::Db) -> Result<Projections, ProjectionError> {
         let tree = db.open_tree("views")?;
+        let format = FORMAT_VERSION.to_be_bytes();
+        match tree.get(keys::FORMAT)? {
+            Some(stored) if stored.as_ref() == format => {}
+            stored => {
+                if !tree.is_empty() {
+                    tracing::warn!(
+                        stored = ?stored.as_deref(),
+                        expected = FORMAT_VERSION,
+                        "projection layout changed; clearing the views to rebuild them"
+                    );
+                    tree.clear()?;
+                }
+                tree.insert(keys::FORMAT, &format)?;
+                tree.flush()?;
+            }
+        }
         let applied = match tree.get(keys::APPLIED)? {
             Some(bytes) => Position(u64::from_be_bytes(bytes.as_ref().try_into().map_err(
                 |_| ProjectionError::Corrupt("the applied position is not 8 bytes".into()),
@@ -66,8 +97,10 @@ impl Projections {
         };
         Ok(Projections {
             tree,
-            _db: db,
+            db,
             applied: watch::channel(applied).0,
+            apply_lock: Mutex::new(()),
+            write_sequence: AtomicU64::new(0),
         })
     }
 
@@ -81,36 +114,57 @@ impl Projections {
         self.applied.subscribe()
     }
 
-    /// Applies records in position order, from `applied() + 1`; records at or below it are
-    /// skipped (a replay is harmless), a gap is refused. One atomic sled batch. Blocking.
+    /// Writes what sled holds in memory to disk (a shutdown courtesy: a lost tail is re-applied
+    /// from the ledger on the next start). Blocking.
+    pub fn flush(&self) -> Result<(), ProjectionError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Applies records in position order, from `applied() + 1`: records at or below the applied
+    /// position are skipped (a replay is harmless), a gap is refused naming both positions. The
+    /// whole slice is one atomic sled batch, the applied position included. Calls are serialised.
+    /// Blocking.
     pub fn apply(&self, records: &[Arc<Record>]) -> Result<(), ProjectionError> {
+        let _only_writer = self
+            .apply_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let applied = self.applied();
-        let mut expected = applied.next();
+        let mut last = applied;
         let mut overlay = apply::Overlay::new(&self.tree);
         for record in records {
             let position = record.position();
-            if position < expected {
+            if position <= last {
                 continue;
             }
-            if position != expected {
+            if position != last.next() {
                 return Err(ProjectionError::Gap {
-                    applied: Position(expected.0 - 1),
+                    applied: last,
                     got: position,
                 });
             }
             apply::apply_record(&mut overlay, record)?;
-            expected = expected.next();
+            last = position;
         }
-        let last = Position(expected.0 - 1);
         if last == applied {
             return Ok(());
         }
-        self.tree.apply_batch(overlay.into_batch(last))?;
-        self.applied.send_replace(last);
+        let batch = overlay.into_batch(last);
+        self.write_sequence.fetch_add(1, Ordering::SeqCst);
+        let written = self.tree.apply_batch(batch);
+        if written.is_ok() {
+            self.applied.send_replace(last);
+        }
+        self.write_sequence.fetch_add(1, Ordering::SeqCst);
+        written?;
+        tracing::trace!(from = %applied.next(), to = %last, "applied");
         Ok(())
     }
 
-    /// Waits until at least `at_least` is applied, or the deadline passes.
+    /// Waits until at least `at_least` is applied, or `deadline` passes (then
+    /// [`ProjectionError::DeadlineExceeded`] says how far it got). A position already applied
+    /// returns at once, whatever the deadline.
     pub async fn wait_for(
         &self,
         at_least: Position,
@@ -127,10 +181,12 @@ impl Projections {
         }
     }
 
-    /// Follows the ledger until `shutdown` turns true: catches up from the applied position, then
-    /// applies new records as they become durable, in batches of what is available. A follower
-    /// that falls behind the live feed resubscribes from where it is.
-    pub async fn follow<S: EventStore>(
+    /// Follows the ledger until `shutdown` turns true (or its sender is dropped): catches up from
+    /// the applied position, then applies new records as they become durable, in batches of what
+    /// is available (at most [`APPLY_BATCH_RECORDS_MAX`]), on the blocking pool. A follower cut
+    /// off for falling behind the live feed resubscribes from where it is. Returns the error
+    /// that stopped it, if any (a store failure, a record that does not decode).
+    pub async fn follow<S: EventStore + ?Sized>(
         self: Arc<Self>,
         store: Arc<S>,
         mut shutdown: watch::Receiver<bool>,
@@ -154,7 +210,7 @@ impl Projections {
                 };
                 let mut cut_off = false;
                 while batch.len() < APPLY_BATCH_RECORDS_MAX {
-                    match futures_now(&mut subscription) {
+                    match ready_now(&mut subscription) {
                         Some(Some(Ok(record))) => batch.push(record),
                         Some(Some(Err(StoreError::SubscriberTooSlow { .. }))) => {
                             cut_off = true;
@@ -164,12 +220,7 @@ impl Projections {
                         Some(None) | None => break,
                     }
                 }
-                let projections = Arc::clone(&self);
-                tokio::task::spawn_blocking(move || projections.apply(&batch))
-                    .await
-                    .map_err(|e| {
-                        ProjectionError::Corrupt(format!("the apply thread failed: {e}"))
-                    })??;
+                self.apply_blocking(batch).await?;
                 if cut_off {
                     break;
                 }
@@ -178,33 +229,95 @@ impl Projections {
         }
     }
 
-    /// Builds the read models in `dir` from the whole ledger, reading it in pages. Blocking work
-    /// runs on this thread: call it from `spawn_blocking` or a benchmark.
-    pub async fn rebuild<S: EventStore>(
+    /// Builds the read models in `dir` from the whole ledger (or brings an existing directory up
+    /// to the head), reading it in pages with `read_all` while the previous page is applied.
+    pub async fn rebuild<S: EventStore + ?Sized>(
         store: &S,
         dir: &Path,
     ) -> Result<Projections, ProjectionError> {
-        let projections = Projections::open(dir)?;
-        projections.catch_up(store).await?;
-        Ok(projections)
+        let dir = dir.to_owned();
+        let projections = Arc::new(
+            tokio::task::spawn_blocking(move || Projections::open(&dir))
+                .await
+                .map_err(worker_failed)??,
+        );
+        projections.catch_up_pipelined(store).await?;
+        Arc::try_unwrap(projections)
+            .map_err(|_| ProjectionError::Corrupt("a rebuild worker still holds the views".into()))
     }
 
-    /// Applies every record after the applied position up to the store's head.
-    pub async fn catch_up<S: EventStore>(&self, store: &S) -> Result<(), ProjectionError> {
+    /// Applies every record after the applied position up to the store's head, a page at a time,
+    /// on the calling thread: for tests and tools that own a blocking-tolerant thread; a server
+    /// uses [`Projections::follow`]. Returns the applied position.
+    pub async fn catch_up<S: EventStore + ?Sized>(
+        &self,
+        store: &S,
+    ) -> Result<Position, ProjectionError> {
         loop {
             let records = store
-                .read_all(self.applied().next(), store_limits::READ_RECORDS_MAX)
+                .read_all(self.applied().next(), APPLY_BATCH_RECORDS_MAX)
                 .await?;
             if records.is_empty() {
-                return Ok(());
+                return Ok(self.applied());
             }
             self.apply(&records)?;
         }
     }
+
+    /// [`Projections::catch_up`] with the sled work on the blocking pool, reading the next page
+    /// while the previous one is applied.
+    async fn catch_up_pipelined<S: EventStore + ?Sized>(
+        self: &Arc<Self>,
+        store: &S,
+    ) -> Result<Position, ProjectionError> {
+        let page = APPLY_BATCH_RECORDS_MAX;
+        let mut records = store.read_all(self.applied().next(), page).await?;
+        while let Some(last) = records.last() {
+            let next = last.position().next();
+            let (applied, read) =
+                tokio::join!(self.apply_blocking(records), store.read_all(next, page));
+            applied?;
+            records = read?;
+        }
+        Ok(self.applied())
+    }
+
+    async fn apply_blocking(
+        self: &Arc<Self>,
+        records: Vec<Arc<Record>>,
+    ) -> Result<(), ProjectionError> {
+        let projections = Arc::clone(self);
+        tokio::task::spawn_blocking(move || projections.apply(&records))
+            .await
+            .map_err(worker_failed)?
+    }
+
+    /// Runs `read` against the views as they are now and returns its answer with the applied
+    /// position it reflects, or `None` if a batch was written meanwhile (the caller falls back to
+    /// a versioned read).
+    fn read_now<T>(
+        &self,
+        read: impl FnOnce(Position) -> Result<T, ProjectionError>,
+    ) -> Result<Option<(T, Position)>, ProjectionError> {
+        let before = self.write_sequence.load(Ordering::SeqCst);
+        if before % 2 == 1 {
+            return Ok(None);
+        }
+        let at = self.applied();
+        let value = read(at)?;
+        if self.write_sequence.load(Ordering::SeqCst) != before {
+            return Ok(None);
+        }
+        Ok(Some((value, at)))
+    }
+}
+
+fn worker_failed(error: tokio::task::JoinError) -> ProjectionError {
+    ProjectionError::Corrupt(format!("a projection worker thread failed: {error}"))
 }
 
 /// The next item of a subscription if one is ready now, without waiting.
-fn futures_now(
+fn ready_now(
     subscription: &mut cairn_store::Subscription,
 ) -> Option<Option<Result<Arc<Record>, StoreError>>> {
     use std::future::Future;

@@ -1,9 +1,13 @@
-//! The questions the read models answer, each as of a position (the applied one by default).
+//! The questions the read models answer, each as of a position (the applied one by default) and
+//! each stamped with the position it reflects.
 //!
-//! Every view records the last position that changed it, and every change is also kept as a
-//! version keyed by its position, so a view as of `P` is the current view when it did not change
-//! after `P`, and otherwise the newest version at or before `P`. Answers are therefore exact for
-//! their stamp even while the follower applies new batches.
+//! As of: every view records the last position that changed it, and every change is also kept as
+//! a version keyed by its position. The view as of `P` is the current view when it did not change
+//! after `P`, and otherwise the newest version at or before `P` (one range lookup). Histories,
+//! edges and aged-out entries carry their positions and are filtered by them. Answers are
+//! therefore exact for their stamp even while the follower writes new batches. The ranking of
+//! "now" reads a score-ordered index that is not versioned; it is read under a write sequence
+//! check and falls back to the versioned scan if a batch lands meanwhile.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -13,22 +17,21 @@ use cairn_domain::initiative::InitiativeStatus;
 use cairn_domain::opportunity::OpportunityStatus;
 use cairn_domain::{Edge, EntityId, EntityKind, EntityRef, PrincipalId, Relation, Team, Time};
 use cairn_ledger::Position;
-use serde::de::DeserializeOwned;
 
 use crate::Projections;
-use crate::apply::decode;
+use crate::apply::{StoredView, decode};
 use crate::error::ProjectionError;
-use crate::keys;
+use crate::keys::{self, EdgeEnd};
 use crate::views::{
-    AgedOutView, AtPosition, DecisionView, EdgeView, FeedbackView, InitiativeView, OpportunityView,
-    Page, Ranked, SignalView,
+    AgedOutView, AtPosition, DecisionView, EdgeView, FeedbackView, InitiativeView,
+    OpportunityState, OpportunityView, Page, RankEntry, Ranked, SignalView,
 };
 
-/// Largest page.
+/// Largest page of a list, and largest `limit` of a ranking.
 pub const PAGE_SIZE_MAX: usize = 500;
-/// Deepest lineage walk.
+/// Deepest lineage walk, in edges from the root.
 pub const LINEAGE_DEPTH_MAX: usize = 16;
-/// Most nodes of one lineage graph.
+/// Most entities in one lineage graph.
 pub const GRAPH_NODES_MAX: usize = 10_000;
 /// Longest page token, in bytes.
 pub const PAGE_TOKEN_BYTES_MAX: usize = 64;
@@ -38,11 +41,13 @@ pub const PAGE_TOKEN_BYTES_MAX: usize = 64;
 pub struct PageRequest {
     /// Items per page, 1 to [`PAGE_SIZE_MAX`].
     pub size: usize,
-    /// `None` for the first page.
+    /// `None` for the first page; then the previous answer's `next_page_token`. A token pins the
+    /// position of the first page, so later pages neither skip nor repeat items while new
+    /// records arrive; it overrides `as_of`.
     pub token: Option<String>,
 }
 
-/// Which way a lineage walk goes.
+/// Which way a lineage walk goes (see [`RELATION_DIRECTIONS`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
     /// Towards what the root came from.
@@ -53,29 +58,60 @@ pub enum Direction {
     Both,
 }
 
-/// Which end of an edge is upstream: for `evidence_for`, `duplicate_of` and `decided_by` the
-/// `from` end (feedback, then opportunity, then decision); for `implements`, `supersedes`,
-/// `verifies` and `derived_from` the `to` end (the opportunity before its initiative, the older
-/// decision before the newer, the outcome before the signal that verifies it, the signal before
-/// the score derived from it). Returns (upstream, downstream).
+/// Which end of an edge is upstream (what the other end came from).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upstream {
+    /// The `from` end: the edge points downstream.
+    From,
+    /// The `to` end: the edge points upstream.
+    To,
+}
+
+/// The upstream end of every relation, in one table:
+///
+/// | relation | edge | upstream |
+/// |---|---|---|
+/// | `evidence_for` | feedback or signal -> opportunity | the evidence (`from`) |
+/// | `duplicate_of` | duplicate -> canonical opportunity | the duplicate (`from`): its evidence and votes flowed into the canonical one |
+/// | `decided_by` | opportunity -> decision | the opportunity (`from`) |
+/// | `implements` | initiative -> opportunity | the opportunity (`to`) |
+/// | `supersedes` | newer decision -> older decision | the older decision (`to`) |
+/// | `verifies` | signal -> opportunity or initiative | the opportunity or initiative (`to`): the signal is the measured outcome of the work |
+/// | `derived_from` | opportunity -> signal | the signal (`to`): the score was computed from it |
+///
+/// So downstream of a feedback item is its opportunities, their decisions (and the decisions
+/// that superseded those), the initiatives implementing them and the signals that verified them;
+/// upstream of a decision is the opportunities it decided, their duplicates, feedback and
+/// signals, and the decisions it superseded.
+pub const RELATION_DIRECTIONS: [(Relation, Upstream); 7] = [
+    (Relation::EvidenceFor, Upstream::From),
+    (Relation::DuplicateOf, Upstream::From),
+    (Relation::DecidedBy, Upstream::From),
+    (Relation::Implements, Upstream::To),
+    (Relation::Supersedes, Upstream::To),
+    (Relation::Verifies, Upstream::To),
+    (Relation::DerivedFrom, Upstream::To),
+];
+
+/// The (upstream, downstream) ends of an edge, by [`RELATION_DIRECTIONS`].
 pub fn direction_of(edge: &Edge) -> (&EntityRef, &EntityRef) {
-    match edge.relation {
-        Relation::EvidenceFor | Relation::DuplicateOf | Relation::DecidedBy => {
-            (&edge.from, &edge.to)
-        }
-        Relation::Implements
-        | Relation::Supersedes
-        | Relation::Verifies
-        | Relation::DerivedFrom => (&edge.to, &edge.from),
+    let upstream = RELATION_DIRECTIONS
+        .iter()
+        .find(|(relation, _)| *relation == edge.relation)
+        .map_or(Upstream::From, |(_, upstream)| *upstream);
+    match upstream {
+        Upstream::From => (&edge.from, &edge.to),
+        Upstream::To => (&edge.to, &edge.from),
     }
 }
 
 /// A lineage graph around a root.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Graph {
-    /// The entities reached, each with its distance from the root, nearest first (the root at 0).
+    /// The entities reached, each with its distance from the root in edges, in the order the
+    /// breadth-first walk reached them (the root first, at 0).
     pub nodes: Vec<(EntityRef, usize)>,
-    /// The edges between them.
+    /// The edges walked, each between two of the nodes, ordered by position then edge.
     pub edges: Vec<EdgeView>,
     /// True when the node limit cut the walk short.
     pub truncated: bool,
@@ -98,7 +134,7 @@ pub struct FeedbackFilter {
     pub received_to: Option<Time>,
 }
 
-/// Filters of the decision list.
+/// Filters of the decision list (all optional, combined with and).
 #[derive(Clone, Debug, Default)]
 pub struct DecisionFilter {
     /// Status name (proposed, accepted, rejected, deprecated, superseded).
@@ -117,7 +153,7 @@ pub struct DecisionFilter {
     pub subject: Option<EntityRef>,
 }
 
-/// Filters of the initiative list.
+/// Filters of the initiative list (all optional, combined with and).
 #[derive(Clone, Debug, Default)]
 pub struct InitiativeFilter {
     /// The state.
@@ -132,31 +168,55 @@ pub struct InitiativeFilter {
     pub opportunity: Option<EntityId>,
 }
 
-/// A view that knows the last position that changed it.
-trait Versioned: DeserializeOwned {
-    const KIND: EntityKind;
-    fn last_position(&self) -> Position;
+/// A view with versions: how a stored version turns back into the view.
+trait Versioned: StoredView {
+    /// The view as of a version, given the current view (for what never changes).
+    fn at_version(current: Self, version: &[u8]) -> Result<Self, ProjectionError>;
 }
 
-macro_rules! versioned {
-    ($view:ty, $kind:expr, $field:ident) => {
+macro_rules! whole_versions {
+    ($($view:ty),*) => {$(
         impl Versioned for $view {
-            const KIND: EntityKind = $kind;
-            fn last_position(&self) -> Position {
-                self.$field
+            fn at_version(_current: Self, version: &[u8]) -> Result<Self, ProjectionError> {
+                decode(version)
             }
         }
-    };
+    )*};
 }
-versioned!(FeedbackView, EntityKind::Feedback, last_position);
-versioned!(SignalView, EntityKind::Signal, position);
-versioned!(OpportunityView, EntityKind::Opportunity, last_position);
-versioned!(DecisionView, EntityKind::Decision, last_position);
-versioned!(InitiativeView, EntityKind::Initiative, last_position);
+whole_versions!(FeedbackView, SignalView, DecisionView, InitiativeView);
+
+impl Versioned for OpportunityView {
+    fn at_version(current: Self, version: &[u8]) -> Result<Self, ProjectionError> {
+        Ok(current.with_state(decode::<OpportunityState>(version)?))
+    }
+}
+
+fn invalid(field: &'static str, reason: String) -> ProjectionError {
+    ProjectionError::InvalidArgument { field, reason }
+}
+
+fn check_size(field: &'static str, size: usize) -> Result<(), ProjectionError> {
+    if size == 0 || size > PAGE_SIZE_MAX {
+        return Err(invalid(
+            field,
+            format!("must be 1 to {PAGE_SIZE_MAX} (PAGE_SIZE_MAX), got {size}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Orders edges by the position that first recorded them, then by the edge.
+fn sort_edges(edges: &mut [EdgeView]) {
+    edges.sort_by(|a, b| (a.position, &a.edge).cmp(&(b.position, &b.edge)));
+}
+
+fn at<T>(value: T, position: Position) -> AtPosition<T> {
+    AtPosition { value, position }
+}
 
 impl Projections {
     /// The position an answer as of `as_of` reflects: the applied position by default; a position
-    /// beyond it is refused.
+    /// beyond it is refused with [`ProjectionError::NotYetApplied`].
     pub fn resolve(&self, as_of: Option<Position>) -> Result<Position, ProjectionError> {
         let applied = self.applied();
         match as_of {
@@ -168,6 +228,14 @@ impl Projections {
         }
     }
 
+    fn current<T: StoredView>(&self, tenant: &str, id: &str) -> Result<Option<T>, ProjectionError> {
+        self.tree
+            .get(keys::current(T::KIND, tenant, id))?
+            .map(|bytes| decode::<T>(&bytes))
+            .transpose()
+    }
+
+    /// The view as of `at`, given the current one; `None` if it did not exist yet.
     fn view_at<T: Versioned>(
         &self,
         tenant: &str,
@@ -178,11 +246,11 @@ impl Projections {
         match current {
             None => Ok(None),
             Some(view) if view.last_position() <= at => Ok(Some(view)),
-            Some(_) => {
+            Some(view) => {
                 let prefix = keys::version_prefix(T::KIND, tenant, id);
                 let end = keys::with_position(prefix.clone(), at);
                 match self.tree.range(prefix..=end).next_back() {
-                    Some(entry) => Ok(Some(decode(&entry?.1)?)),
+                    Some(entry) => Ok(Some(T::at_version(view, &entry?.1)?)),
                     None => Ok(None),
                 }
             }
@@ -195,65 +263,110 @@ impl Projections {
         id: &str,
         as_of: Option<Position>,
     ) -> Result<AtPosition<Option<T>>, ProjectionError> {
-        let at = self.resolve(as_of)?;
-        let current = self
-            .tree
-            .get(keys::current(T::KIND, tenant, id))?
-            .map(|bytes| decode::<T>(&bytes))
-            .transpose()?;
-        Ok(AtPosition {
-            value: self.view_at(tenant, id, current, at)?,
-            position: at,
-        })
+        let position = self.resolve(as_of)?;
+        let current = self.current::<T>(tenant, id)?;
+        Ok(at(self.view_at(tenant, id, current, position)?, position))
     }
 
-    /// Every entity of a kind in a tenant, as of `at`.
-    fn all<T: Versioned>(&self, tenant: &str, at: Position) -> Result<Vec<T>, ProjectionError> {
-        let prefix = keys::current_prefix(T::KIND, tenant);
-        let mut views = Vec::new();
-        for entry in self.tree.scan_prefix(&prefix) {
-            let (key, bytes) = entry?;
-            let id = std::str::from_utf8(&key[prefix.len()..key.len() - 1])
-                .map_err(|_| ProjectionError::Corrupt("a view key is not text".into()))?;
-            if let Some(view) = self.view_at(tenant, id, Some(decode::<T>(&bytes)?), at)? {
-                views.push(view);
+    /// Walks the entities of a kind created after `after` and up to `at`, in ledger order, as of
+    /// `at`, until `visit` says stop. `visit` gets the creation position and the view.
+    fn walk<T: Versioned>(
+        &self,
+        tenant: &str,
+        after: Position,
+        at: Position,
+        mut visit: impl FnMut(Position, T) -> bool,
+    ) -> Result<(), ProjectionError> {
+        if after >= at {
+            return Ok(());
+        }
+        let prefix = keys::created_prefix(T::KIND, tenant);
+        let start = keys::with_position(prefix.clone(), after.next());
+        let end = keys::with_position(prefix, at);
+        for entry in self.tree.range(start..=end) {
+            let (key, id) = entry?;
+            let created = keys::position_suffix(&key)
+                .ok_or_else(|| ProjectionError::Corrupt("a creation key is too short".into()))?;
+            let id = std::str::from_utf8(&id)
+                .map_err(|_| ProjectionError::Corrupt("an entity id is not text".into()))?;
+            let current = self.current::<T>(tenant, id)?;
+            let view = self.view_at(tenant, id, current, at)?.ok_or_else(|| {
+                ProjectionError::Corrupt(format!(
+                    "{}/{id} created at {created} has no view as of {at}",
+                    T::KIND
+                ))
+            })?;
+            if !visit(created, view) {
+                break;
             }
         }
+        Ok(())
+    }
+
+    /// Every entity of a kind in a tenant as of `at`, in ledger order of creation.
+    fn all<T: Versioned>(&self, tenant: &str, at: Position) -> Result<Vec<T>, ProjectionError> {
+        let mut views = Vec::new();
+        self.walk(tenant, Position::ZERO, at, |_, view| {
+            views.push(view);
+            true
+        })?;
         Ok(views)
     }
 
-    fn page<T>(
+    /// One page of the entities of a kind that pass `keep`, oldest first.
+    fn list<T: Versioned>(
         &self,
+        tenant: &str,
         as_of: Option<Position>,
         page: &PageRequest,
-        list: impl FnOnce(Position) -> Result<Vec<T>, ProjectionError>,
+        keep: impl Fn(&T) -> bool,
     ) -> Result<AtPosition<Page<T>>, ProjectionError> {
-        if page.size == 0 || page.size > PAGE_SIZE_MAX {
-            return Err(ProjectionError::InvalidArgument {
-                field: "page_size",
-                reason: format!("must be 1 to {PAGE_SIZE_MAX}, got {}", page.size),
-            });
-        }
-        // A token pins the position of the first page, so pages do not shift under new records.
-        let (offset, pinned) = match &page.token {
-            None => (0, None),
-            Some(token) => parse_token(token)?,
+        check_size("page_size", page.size)?;
+        let (position, after) = match &page.token {
+            None => (self.resolve(as_of)?, Position::ZERO),
+            Some(token) => self.parse_token(token)?,
         };
-        let at = self.resolve(pinned.or(as_of))?;
-        let items = list(at)?;
-        let end = (offset + page.size).min(items.len());
-        let next_page_token = (end < items.len()).then(|| format!("{end}.{}", at.0));
-        let items = items.into_iter().skip(offset).take(page.size).collect();
-        Ok(AtPosition {
-            value: Page {
-                items,
+        let mut items: Vec<(Position, T)> = Vec::with_capacity(page.size + 1);
+        self.walk(tenant, after, position, |created, view: T| {
+            if keep(&view) {
+                items.push((created, view));
+            }
+            items.len() <= page.size
+        })?;
+        let next_page_token = if items.len() > page.size {
+            items.truncate(page.size);
+            items
+                .last()
+                .map(|(created, _)| format!("{}.{}", position.0, created.0))
+        } else {
+            None
+        };
+        Ok(at(
+            Page {
+                items: items.into_iter().map(|(_, view)| view).collect(),
                 next_page_token,
             },
-            position: at,
-        })
+            position,
+        ))
     }
 
-    /// A feedback item.
+    /// A token: `position.after`, the position of the first page and the creation position of
+    /// the last item returned.
+    fn parse_token(&self, token: &str) -> Result<(Position, Position), ProjectionError> {
+        let refuse = || invalid("page_token", "not a token this server issued".into());
+        if token.len() > PAGE_TOKEN_BYTES_MAX {
+            return Err(refuse());
+        }
+        let (position, after) = token.split_once('.').ok_or_else(refuse)?;
+        let position = Position(position.parse().map_err(|_| refuse())?);
+        let after = Position(after.parse().map_err(|_| refuse())?);
+        if position > self.applied() || after > position {
+            return Err(refuse());
+        }
+        Ok((position, after))
+    }
+
+    /// A feedback item (its text and submitter stay in the ledger, at `received_position`).
     pub fn feedback(
         &self,
         tenant: &str,
@@ -303,7 +416,7 @@ impl Projections {
         self.entity(tenant, id, as_of)
     }
 
-    /// Feedback items, oldest received first.
+    /// Feedback items, in the order received.
     pub fn list_feedback(
         &self,
         tenant: &str,
@@ -311,28 +424,20 @@ impl Projections {
         as_of: Option<Position>,
         page: &PageRequest,
     ) -> Result<AtPosition<Page<FeedbackView>>, ProjectionError> {
-        self.page(as_of, page, |at| {
-            let mut views: Vec<FeedbackView> = self
-                .all::<FeedbackView>(tenant, at)?
-                .into_iter()
-                .filter(|v| filter.team.as_ref().is_none_or(|t| &v.team == t))
-                .filter(|v| filter.status.is_none_or(|s| v.status == s))
-                .filter(|v| filter.source.is_none_or(|s| v.source == s))
-                .filter(|v| {
-                    filter
-                        .outcome_tag
-                        .as_ref()
-                        .is_none_or(|t| v.outcome_tags.contains(t))
-                })
-                .filter(|v| filter.received_from.is_none_or(|t| v.received_at >= t))
-                .filter(|v| filter.received_to.is_none_or(|t| v.received_at < t))
-                .collect();
-            views.sort_by_key(|v| v.received_position);
-            Ok(views)
+        self.list(tenant, as_of, page, |v: &FeedbackView| {
+            filter.team.as_ref().is_none_or(|t| &v.team == t)
+                && filter.status.is_none_or(|s| v.status == s)
+                && filter.source.is_none_or(|s| v.source == s)
+                && filter
+                    .outcome_tag
+                    .as_ref()
+                    .is_none_or(|t| v.outcome_tags.contains(t))
+                && filter.received_from.is_none_or(|t| v.received_at >= t)
+                && filter.received_to.is_none_or(|t| v.received_at < t)
         })
     }
 
-    /// Opportunities (filtered by status and team), oldest first.
+    /// Opportunities in any of `statuses` (all when empty) and of `team`, in the order created.
     pub fn list_opportunities(
         &self,
         tenant: &str,
@@ -341,19 +446,13 @@ impl Projections {
         as_of: Option<Position>,
         page: &PageRequest,
     ) -> Result<AtPosition<Page<OpportunityView>>, ProjectionError> {
-        self.page(as_of, page, |at| {
-            let mut views: Vec<OpportunityView> = self
-                .all::<OpportunityView>(tenant, at)?
-                .into_iter()
-                .filter(|v| statuses.is_empty() || statuses.contains(&v.status))
-                .filter(|v| team.is_none_or(|t| &v.team == t))
-                .collect();
-            views.sort_by_key(|v| (v.created_at, v.id.clone()));
-            Ok(views)
+        self.list(tenant, as_of, page, |v: &OpportunityView| {
+            (statuses.is_empty() || statuses.contains(&v.status))
+                && team.is_none_or(|t| &v.team == t)
         })
     }
 
-    /// Decisions, oldest proposed first.
+    /// Decisions, in the order proposed.
     pub fn list_decisions(
         &self,
         tenant: &str,
@@ -361,34 +460,24 @@ impl Projections {
         as_of: Option<Position>,
         page: &PageRequest,
     ) -> Result<AtPosition<Page<DecisionView>>, ProjectionError> {
-        self.page(as_of, page, |at| {
-            let mut views: Vec<DecisionView> = self
-                .all::<DecisionView>(tenant, at)?
-                .into_iter()
-                .filter(|v| filter.status.as_ref().is_none_or(|s| &v.status == s))
-                .filter(|v| filter.kind.is_none_or(|k| v.kind == k))
-                .filter(|v| filter.team.as_ref().is_none_or(|t| &v.team == t))
-                .filter(|v| {
-                    filter
-                        .decider
-                        .as_ref()
-                        .is_none_or(|d| v.deciders.contains(d))
-                })
-                .filter(|v| filter.from.is_none_or(|t| v.proposed_at >= t))
-                .filter(|v| filter.to.is_none_or(|t| v.proposed_at < t))
-                .filter(|v| {
-                    filter
-                        .subject
-                        .as_ref()
-                        .is_none_or(|s| v.subjects.contains(s))
-                })
-                .collect();
-            views.sort_by_key(|v| v.proposed_position);
-            Ok(views)
+        self.list(tenant, as_of, page, |v: &DecisionView| {
+            filter.status.as_ref().is_none_or(|s| &v.status == s)
+                && filter.kind.is_none_or(|k| v.kind == k)
+                && filter.team.as_ref().is_none_or(|t| &v.team == t)
+                && filter
+                    .decider
+                    .as_ref()
+                    .is_none_or(|d| v.deciders.contains(d))
+                && filter.from.is_none_or(|t| v.proposed_at >= t)
+                && filter.to.is_none_or(|t| v.proposed_at < t)
+                && filter
+                    .subject
+                    .as_ref()
+                    .is_none_or(|s| v.subjects.contains(s))
         })
     }
 
-    /// Initiatives, oldest first.
+    /// Initiatives, in the order created.
     pub fn list_initiatives(
         &self,
         tenant: &str,
@@ -396,29 +485,24 @@ impl Projections {
         as_of: Option<Position>,
         page: &PageRequest,
     ) -> Result<AtPosition<Page<InitiativeView>>, ProjectionError> {
-        self.page(as_of, page, |at| {
-            let mut views: Vec<InitiativeView> = self
-                .all::<InitiativeView>(tenant, at)?
-                .into_iter()
-                .filter(|v| filter.status.is_none_or(|s| v.status == s))
-                .filter(|v| filter.team.as_ref().is_none_or(|t| &v.team == t))
-                .filter(|v| filter.at_risk.is_none_or(|r| v.at_risk == r))
-                .filter(|v| filter.owner.as_ref().is_none_or(|o| v.owners.contains(o)))
-                .filter(|v| {
-                    filter
-                        .opportunity
-                        .as_ref()
-                        .is_none_or(|o| v.implements.contains(o))
-                })
-                .collect();
-            views.sort_by_key(|v| (v.start, v.id.clone()));
-            Ok(views)
+        self.list(tenant, as_of, page, |v: &InitiativeView| {
+            filter.status.is_none_or(|s| v.status == s)
+                && filter.team.as_ref().is_none_or(|t| &v.team == t)
+                && filter.at_risk.is_none_or(|r| v.at_risk == r)
+                && filter.owner.as_ref().is_none_or(|o| v.owners.contains(o))
+                && filter
+                    .opportunity
+                    .as_ref()
+                    .is_none_or(|o| v.implements.contains(o))
         })
     }
 
-    /// The ranking of a tenant's ranked opportunities (open and not snoozed), by score descending
-    /// then id; `offset` and `limit` select a slice. Now, it reads the sorted index (the cost is
-    /// the slice, not the tenant's size); as of a past position it scans the tenant.
+    /// The ranking of a tenant's (or one team's) ranked opportunities: in a ranked status
+    /// ([`OpportunityStatus::is_ranked`]: open and not snoozed) and scored, by score descending
+    /// then id ascending; ranks are 1-based within the team when `team` is given. `offset` and
+    /// `limit` (1 to [`PAGE_SIZE_MAX`]) select a slice. Now, it reads a score-ordered index, so
+    /// the cost is `offset + limit` entries whatever the tenant's size; as of a past position it
+    /// scans the tenant's opportunities.
     pub fn ranking(
         &self,
         tenant: &str,
@@ -427,169 +511,184 @@ impl Projections {
         offset: usize,
         limit: usize,
     ) -> Result<AtPosition<Vec<Ranked>>, ProjectionError> {
-        if limit == 0 || limit > PAGE_SIZE_MAX {
-            return Err(ProjectionError::InvalidArgument {
-                field: "limit",
-                reason: format!("must be 1 to {PAGE_SIZE_MAX}, got {limit}"),
-            });
+        check_size("limit", limit)?;
+        let position = self.resolve(as_of)?;
+        if position == self.applied()
+            && let Some((ranked, now)) =
+                self.read_now(|_| self.ranking_now(tenant, team, offset, limit))?
+            && now == position
+        {
+            return Ok(at(ranked, position));
         }
-        let at = self.resolve(as_of)?;
-        if at == self.applied() {
-            // Optimistic: read the index, then check no batch landed meanwhile.
-            if let Some(ranked) = self.ranking_now(tenant, team, at, offset, limit)?
-                && self.applied() == at
-            {
-                return Ok(AtPosition {
-                    value: ranked,
-                    position: at,
-                });
-            }
-        }
-        let mut ranked: Vec<(f64, OpportunityView)> = Vec::new();
-        for view in self.all::<OpportunityView>(tenant, at)? {
-            if !view.status.is_ranked() || team.is_some_and(|t| &view.team != t) {
-                continue;
-            }
-            if let Some(score) = view.score {
-                ranked.push((score, view));
-            }
-        }
-        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
-        let value = ranked
+        let ranked = self
+            .ranked_at(tenant, team, position)?
             .into_iter()
             .enumerate()
             .skip(offset)
             .take(limit)
             .map(|(index, (score, view))| Ranked {
                 rank: index as u64 + 1,
+                score,
+                score_position: view.score_position.unwrap_or(Position::ZERO),
                 id: view.id,
                 title: view.title,
                 team: view.team,
                 status: view.status,
-                score,
-                score_position: view.score_position.unwrap_or(Position::ZERO),
             })
             .collect();
-        Ok(AtPosition {
-            value,
-            position: at,
-        })
+        Ok(at(ranked, position))
     }
 
     fn ranking_now(
         &self,
         tenant: &str,
         team: Option<&Team>,
-        at: Position,
         offset: usize,
         limit: usize,
-    ) -> Result<Option<Vec<Ranked>>, ProjectionError> {
+    ) -> Result<Vec<Ranked>, ProjectionError> {
+        let prefix = keys::ranking_prefix(tenant, team.map(Team::as_str));
         let mut ranked = Vec::with_capacity(limit);
-        let mut index = 0u64;
-        for entry in self.tree.scan_prefix(keys::ranking_prefix(tenant)) {
-            let (key, _) = entry?;
-            let id = keys::ranking_id(&key, tenant);
-            let Some(bytes) = self
-                .tree
-                .get(keys::current(EntityKind::Opportunity, tenant, &id))?
-            else {
-                return Ok(None);
-            };
-            let view: OpportunityView = decode(&bytes)?;
-            if view.last_position > at {
-                return Ok(None);
-            }
-            if team.is_some_and(|t| &view.team != t) {
-                continue;
-            }
-            index += 1;
-            if (index as usize) <= offset {
-                continue;
-            }
+        for (index, entry) in self
+            .tree
+            .scan_prefix(&prefix)
+            .enumerate()
+            .skip(offset)
+            .take(limit)
+        {
+            let (key, value) = entry?;
+            let (score, id) = keys::ranking_parts(&key, prefix.len())
+                .ok_or_else(|| ProjectionError::Corrupt("a ranking key does not parse".into()))?;
+            let entry: RankEntry = decode(&value)?;
             ranked.push(Ranked {
-                rank: index,
-                score: view.score.unwrap_or(0.0),
-                score_position: view.score_position.unwrap_or(Position::ZERO),
-                id: view.id,
-                title: view.title,
-                team: view.team,
-                status: view.status,
+                rank: index as u64 + 1,
+                id: EntityId::new(id)
+                    .map_err(|e| ProjectionError::Corrupt(format!("a ranked id: {e}")))?,
+                title: entry.title,
+                team: entry.team,
+                status: entry.status,
+                score,
+                score_position: entry.score_position,
             });
-            if ranked.len() == limit {
-                break;
-            }
         }
-        Ok(Some(ranked))
+        Ok(ranked)
     }
 
-    /// The rank of one opportunity (1-based) among the ranked ones, as of a position; `None` when
-    /// it is not ranked.
+    /// The ranked opportunities as of `at`, in ranking order, with their scores.
+    fn ranked_at(
+        &self,
+        tenant: &str,
+        team: Option<&Team>,
+        at: Position,
+    ) -> Result<Vec<(f64, OpportunityView)>, ProjectionError> {
+        let mut ranked: Vec<(f64, OpportunityView)> = Vec::new();
+        self.walk(tenant, Position::ZERO, at, |_, view: OpportunityView| {
+            if let Some(score) = view.score
+                && view.status.is_ranked()
+                && team.is_none_or(|t| &view.team == t)
+            {
+                ranked.push((score, view));
+            }
+            true
+        })?;
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
+        Ok(ranked)
+    }
+
+    /// The rank (1-based) of one opportunity in its tenant's ranking as of a position; `None`
+    /// when it is not ranked. Now, it counts the index entries above it (the cost is its rank).
     pub fn rank_of(
         &self,
         tenant: &str,
         id: &str,
         as_of: Option<Position>,
     ) -> Result<AtPosition<Option<u64>>, ProjectionError> {
-        let at = self.resolve(as_of)?;
-        let Some(view) = self.opportunity(tenant, id, Some(at))?.value else {
-            return Ok(AtPosition {
-                value: None,
-                position: at,
-            });
+        let position = self.resolve(as_of)?;
+        let Some(view) = self.opportunity(tenant, id, Some(position))?.value else {
+            return Ok(at(None, position));
         };
         let (Some(score), true) = (view.score, view.status.is_ranked()) else {
-            return Ok(AtPosition {
-                value: None,
-                position: at,
-            });
+            return Ok(at(None, position));
         };
-        let mut rank = 1u64;
-        for other in self.all::<OpportunityView>(tenant, at)? {
-            if other.id == view.id || !other.status.is_ranked() {
-                continue;
-            }
-            if let Some(s) = other.score
-                && (s > score || (s == score && other.id < view.id))
-            {
-                rank += 1;
-            }
+        if position == self.applied()
+            && let Some((rank, now)) = self.read_now(|_| {
+                let start = keys::ranking_prefix(tenant, None);
+                let own = keys::ranking(tenant, None, score, id);
+                let mut above = 0u64;
+                for entry in self.tree.range(start..own) {
+                    entry?;
+                    above += 1;
+                }
+                Ok(above + 1)
+            })?
+            && now == position
+        {
+            return Ok(at(Some(rank), position));
         }
-        Ok(AtPosition {
-            value: Some(rank),
-            position: at,
-        })
+        let rank = self
+            .ranked_at(tenant, None, position)?
+            .iter()
+            .position(|(_, other)| other.id.as_str() == id)
+            .map(|index| index as u64 + 1);
+        Ok(at(rank, position))
     }
 
     /// The scores of an opportunity, oldest first: the positions of its `opportunity.scored`
-    /// records (the snapshots themselves are in the ledger) and their values.
+    /// records (the snapshots, with every input, are in the ledger) and their values.
     pub fn score_history(
         &self,
         tenant: &str,
         id: &str,
         as_of: Option<Position>,
     ) -> Result<AtPosition<Vec<(Position, f64)>>, ProjectionError> {
-        let at = self.resolve(as_of)?;
-        let prefix = keys::score_prefix(tenant, id);
-        let end = keys::with_position(prefix.clone(), at);
+        let position = self.resolve(as_of)?;
         let mut scores = Vec::new();
-        for entry in self.tree.range(prefix..=end) {
-            let (key, value) = entry?;
-            let bits: [u8; 8] = value
-                .as_ref()
+        for (at_position, bytes) in self.history(keys::score_prefix(tenant, id), position)? {
+            let bits: [u8; 8] = bytes
+                .as_slice()
                 .try_into()
                 .map_err(|_| ProjectionError::Corrupt("a score is not 8 bytes".into()))?;
-            scores.push((
-                keys::position_suffix(&key),
-                f64::from_bits(u64::from_be_bytes(bits)),
-            ));
+            scores.push((at_position, f64::from_bits(u64::from_be_bytes(bits))));
         }
-        Ok(AtPosition {
-            value: scores,
-            position: at,
-        })
+        Ok(at(scores, position))
     }
 
-    /// Opportunities that aged out with a recorded time in `[from, to)`, oldest first.
+    /// The statuses an opportunity went through, oldest first: the position of each record that
+    /// changed it (creation included) and the status it entered. Who made the change, when and
+    /// under which policy bundle is in that record's envelope.
+    pub fn status_history(
+        &self,
+        tenant: &str,
+        id: &str,
+        as_of: Option<Position>,
+    ) -> Result<AtPosition<Vec<(Position, OpportunityStatus)>>, ProjectionError> {
+        let position = self.resolve(as_of)?;
+        let mut statuses = Vec::new();
+        for (at_position, bytes) in self.history(keys::status_prefix(tenant, id), position)? {
+            statuses.push((at_position, decode(&bytes)?));
+        }
+        Ok(at(statuses, position))
+    }
+
+    /// The entries under `prefix` keyed by a position up to `at`.
+    fn history(
+        &self,
+        prefix: Vec<u8>,
+        at: Position,
+    ) -> Result<Vec<(Position, Vec<u8>)>, ProjectionError> {
+        let end = keys::with_position(prefix.clone(), at);
+        let mut entries = Vec::new();
+        for entry in self.tree.range(prefix..=end) {
+            let (key, value) = entry?;
+            let position = keys::position_suffix(&key)
+                .ok_or_else(|| ProjectionError::Corrupt("a history key is too short".into()))?;
+            entries.push((position, value.to_vec()));
+        }
+        Ok(entries)
+    }
+
+    /// Opportunities that aged out with a ledger recording time in `[from, to)` (the sweep's
+    /// time: the `opportunity.aged_out` event carries none of its own), oldest first, each with
+    /// its rule and reason, including those since reopened.
     pub fn aged_out(
         &self,
         tenant: &str,
@@ -597,7 +696,7 @@ impl Projections {
         to: Time,
         as_of: Option<Position>,
     ) -> Result<AtPosition<Vec<AgedOutView>>, ProjectionError> {
-        let at = self.resolve(as_of)?;
+        let position = self.resolve(as_of)?;
         let prefix = keys::aged_prefix(tenant);
         let mut start = prefix.clone();
         start.extend_from_slice(&keys::time_ascending(from.0));
@@ -606,88 +705,131 @@ impl Projections {
         let mut aged = Vec::new();
         for entry in self.tree.range(start..end) {
             let view: AgedOutView = decode(&entry?.1)?;
-            if view.position <= at {
+            if view.position <= position {
                 aged.push(view);
             }
         }
-        Ok(AtPosition {
-            value: aged,
-            position: at,
-        })
+        Ok(at(aged, position))
     }
 
-    /// Decisions superseded (as of a position), with what superseded them.
+    /// Decisions superseded as of a position, with what superseded them (`superseded_by`), in
+    /// the order they were superseded.
     pub fn superseded(
         &self,
         tenant: &str,
         as_of: Option<Position>,
     ) -> Result<AtPosition<Vec<DecisionView>>, ProjectionError> {
-        let at = self.resolve(as_of)?;
+        let position = self.resolve(as_of)?;
         let mut views: Vec<DecisionView> = self
-            .all::<DecisionView>(tenant, at)?
+            .all::<DecisionView>(tenant, position)?
             .into_iter()
             .filter(|v| v.superseded_by.is_some())
             .collect();
         views.sort_by_key(|v| v.last_position);
-        Ok(AtPosition {
-            value: views,
-            position: at,
-        })
+        Ok(at(views, position))
     }
 
-    /// The edges at an entity recorded up to `at`: those that start there (`from`) and those that
-    /// end there.
+    /// The edges at an entity recorded up to a position, both those that start there and those
+    /// that end there, ordered by position then edge.
     pub fn edges(
         &self,
         tenant: &str,
         entity: &EntityRef,
         as_of: Option<Position>,
     ) -> Result<AtPosition<Vec<EdgeView>>, ProjectionError> {
-        let at = self.resolve(as_of)?;
-        Ok(AtPosition {
-            value: self.edges_at(tenant, entity, at)?,
-            position: at,
-        })
+        let position = self.resolve(as_of)?;
+        let mut edges = self.edges_at(EdgeEnd::From, tenant, entity, position)?;
+        edges.extend(self.edges_at(EdgeEnd::To, tenant, entity, position)?);
+        sort_edges(&mut edges);
+        Ok(at(edges, position))
+    }
+
+    /// The edges that start at an entity (`entity -relation-> other`), ordered by position.
+    pub fn edges_from(
+        &self,
+        tenant: &str,
+        entity: &EntityRef,
+        as_of: Option<Position>,
+    ) -> Result<AtPosition<Vec<EdgeView>>, ProjectionError> {
+        let position = self.resolve(as_of)?;
+        let mut edges = self.edges_at(EdgeEnd::From, tenant, entity, position)?;
+        sort_edges(&mut edges);
+        Ok(at(edges, position))
+    }
+
+    /// The edges that end at an entity (`other -relation-> entity`), ordered by position.
+    pub fn edges_to(
+        &self,
+        tenant: &str,
+        entity: &EntityRef,
+        as_of: Option<Position>,
+    ) -> Result<AtPosition<Vec<EdgeView>>, ProjectionError> {
+        let position = self.resolve(as_of)?;
+        let mut edges = self.edges_at(EdgeEnd::To, tenant, entity, position)?;
+        sort_edges(&mut edges);
+        Ok(at(edges, position))
+    }
+
+    /// The evidence of an opportunity (feedback items and signals, its own and absorbed from
+    /// duplicates): its `evidence_for` edges, in the order first recorded.
+    pub fn evidence(
+        &self,
+        tenant: &str,
+        id: &EntityId,
+        as_of: Option<Position>,
+    ) -> Result<AtPosition<Vec<EdgeView>>, ProjectionError> {
+        let opportunity = EntityRef::new(EntityKind::Opportunity, id.clone());
+        let answer = self.edges_to(tenant, &opportunity, as_of)?;
+        Ok(at(
+            answer
+                .value
+                .into_iter()
+                .filter(|e| e.edge.relation == Relation::EvidenceFor)
+                .collect(),
+            answer.position,
+        ))
     }
 
     fn edges_at(
         &self,
+        end: EdgeEnd,
         tenant: &str,
         entity: &EntityRef,
         at: Position,
     ) -> Result<Vec<EdgeView>, ProjectionError> {
+        let prefix = keys::edge_prefix(end, tenant, entity);
         let mut edges = Vec::new();
-        for reverse in [false, true] {
-            let prefix = keys::edge_prefix(reverse, tenant, entity);
-            for entry in self.tree.scan_prefix(&prefix) {
-                let (key, value) = entry?;
-                let position = keys::position_suffix(&value);
-                if position > at {
-                    continue;
-                }
-                let (relation, far) = keys::edge_parts(&key, prefix.len())
-                    .ok_or_else(|| ProjectionError::Corrupt("an edge key does not parse".into()))?;
-                let edge = match reverse {
-                    false => Edge {
-                        from: entity.clone(),
-                        relation,
-                        to: far,
-                    },
-                    true => Edge {
-                        from: far,
-                        relation,
-                        to: entity.clone(),
-                    },
-                };
-                edges.push(EdgeView { edge, position });
+        for entry in self.tree.scan_prefix(&prefix) {
+            let (key, value) = entry?;
+            let position = keys::position_suffix(&value)
+                .ok_or_else(|| ProjectionError::Corrupt("an edge position is too short".into()))?;
+            if position > at {
+                continue;
             }
+            let (relation, far) = keys::edge_parts(&key, prefix.len())
+                .ok_or_else(|| ProjectionError::Corrupt("an edge key does not parse".into()))?;
+            let edge = match end {
+                EdgeEnd::From => Edge {
+                    from: entity.clone(),
+                    relation,
+                    to: far,
+                },
+                EdgeEnd::To => Edge {
+                    from: far,
+                    relation,
+                    to: entity.clone(),
+                },
+            };
+            edges.push(EdgeView { edge, position });
         }
-        edges.sort_by(|a, b| (a.position, &a.edge).cmp(&(b.position, &b.edge)));
         Ok(edges)
     }
 
-    /// A breadth-first walk from `root`, each entity once, to `depth` steps and at most
-    /// `max_nodes` entities, following edges the way `direction` says (see [`direction_of`]).
+    /// A breadth-first walk from `root`, each entity once, to `depth` edges (1 to
+    /// [`LINEAGE_DEPTH_MAX`]) and at most `max_nodes` entities (1 to [`GRAPH_NODES_MAX`]),
+    /// following edges the way `direction` says ([`RELATION_DIRECTIONS`]). With
+    /// [`Direction::Both`] it walks every edge, so it also reaches siblings (other feedback for
+    /// the same opportunity).
     pub fn graph(
         &self,
         tenant: &str,
@@ -698,20 +840,20 @@ impl Projections {
         as_of: Option<Position>,
     ) -> Result<AtPosition<Graph>, ProjectionError> {
         if depth == 0 || depth > LINEAGE_DEPTH_MAX {
-            return Err(ProjectionError::InvalidArgument {
-                field: "depth",
-                reason: format!("must be 1 to {LINEAGE_DEPTH_MAX}, got {depth}"),
-            });
+            return Err(invalid(
+                "depth",
+                format!("must be 1 to {LINEAGE_DEPTH_MAX} (LINEAGE_DEPTH_MAX), got {depth}"),
+            ));
         }
         if max_nodes == 0 || max_nodes > GRAPH_NODES_MAX {
-            return Err(ProjectionError::InvalidArgument {
-                field: "max_nodes",
-                reason: format!("must be 1 to {GRAPH_NODES_MAX}, got {max_nodes}"),
-            });
+            return Err(invalid(
+                "max_nodes",
+                format!("must be 1 to {GRAPH_NODES_MAX} (GRAPH_NODES_MAX), got {max_nodes}"),
+            ));
         }
-        let at = self.resolve(as_of)?;
+        let position = self.resolve(as_of)?;
         let mut seen: BTreeMap<EntityRef, usize> = BTreeMap::from([(root.clone(), 0)]);
-        let mut order = vec![(root.clone(), 0)];
+        let mut nodes = vec![(root.clone(), 0)];
         let mut edges = BTreeSet::new();
         let mut queue = VecDeque::from([(root.clone(), 0usize)]);
         let mut truncated = false;
@@ -719,18 +861,16 @@ impl Projections {
             if distance == depth {
                 continue;
             }
-            for view in self.edges_at(tenant, &node, at)? {
+            let mut around = self.edges_at(EdgeEnd::From, tenant, &node, position)?;
+            around.extend(self.edges_at(EdgeEnd::To, tenant, &node, position)?);
+            sort_edges(&mut around);
+            for view in around {
                 let (upstream, downstream) = direction_of(&view.edge);
                 let next = match direction {
                     Direction::Upstream if downstream == &node => upstream,
                     Direction::Downstream if upstream == &node => downstream,
-                    Direction::Both => {
-                        if upstream == &node {
-                            downstream
-                        } else {
-                            upstream
-                        }
-                    }
+                    Direction::Both if upstream == &node => downstream,
+                    Direction::Both => upstream,
                     _ => continue,
                 };
                 if !seen.contains_key(next) {
@@ -739,33 +879,21 @@ impl Projections {
                         continue;
                     }
                     seen.insert(next.clone(), distance + 1);
-                    order.push((next.clone(), distance + 1));
+                    nodes.push((next.clone(), distance + 1));
                     queue.push_back((next.clone(), distance + 1));
                 }
                 edges.insert(view);
             }
         }
-        Ok(AtPosition {
-            value: Graph {
-                nodes: order,
-                edges: edges.into_iter().collect(),
+        let mut edges: Vec<EdgeView> = edges.into_iter().collect();
+        sort_edges(&mut edges);
+        Ok(at(
+            Graph {
+                nodes,
+                edges,
                 truncated,
             },
-            position: at,
-        })
+            position,
+        ))
     }
-}
-
-fn parse_token(token: &str) -> Result<(usize, Option<Position>), ProjectionError> {
-    let invalid = || ProjectionError::InvalidArgument {
-        field: "page_token",
-        reason: "not a token this server issued".into(),
-    };
-    if token.len() > PAGE_TOKEN_BYTES_MAX {
-        return Err(invalid());
-    }
-    let (offset, position) = token.split_once('.').ok_or_else(invalid)?;
-    let offset = offset.parse().map_err(|_| invalid())?;
-    let position = position.parse().map_err(|_| invalid())?;
-    Ok((offset, Some(Position(position))))
 }

@@ -8,7 +8,7 @@ use cairn_domain::initiative::{InitiativeStatus, MilestoneStatus};
 use cairn_domain::opportunity::{OpportunityStatus, Size};
 use cairn_domain::signal::Observation;
 use cairn_domain::{Edge, EntityId, EntityRef, PrincipalId, Team, Time, Visibility};
-use cairn_ledger::Position;
+use cairn_ledger::{Position, StreamVersion};
 use serde::{Deserialize, Serialize};
 
 /// A feedback item.
@@ -36,6 +36,9 @@ pub struct FeedbackView {
     pub opportunities: Vec<EntityId>,
     /// Why it was discarded.
     pub discard_reason: Option<String>,
+    /// Its stream's version after the last record that changed it (the expected version of a
+    /// conditional command).
+    pub stream_version: StreamVersion,
     /// The last record that changed it.
     pub last_position: Position,
 }
@@ -105,8 +108,13 @@ pub struct OpportunityView {
     pub snoozed_until: Option<Time>,
     /// Why it aged out, while aged out.
     pub aged_out: Option<AgedOutView>,
-    /// Pieces of evidence (feedback and signals) attached.
+    /// The signal that verified its outcome, once judged with one.
+    pub outcome_signal: Option<EntityId>,
+    /// Pieces of evidence (feedback and signals) attached, its own and absorbed from duplicates;
+    /// [`crate::Projections::evidence`] lists them.
     pub evidence: u64,
+    /// When it was created or last received evidence (what aging rules measure).
+    pub last_evidence_at: Time,
     /// Distinct voters.
     pub voters: u64,
     /// Sum of the latest vote weights.
@@ -117,6 +125,10 @@ pub struct OpportunityView {
     pub score_position: Option<Position>,
     /// When created.
     pub created_at: Time,
+    /// The `opportunity.created` record.
+    pub created_position: Position,
+    /// Its stream's version after the last record that changed it.
+    pub stream_version: StreamVersion,
     /// The last record that changed it.
     pub last_position: Position,
 }
@@ -148,6 +160,8 @@ pub struct DecisionView {
     pub subjects: Vec<EntityRef>,
     /// The decision it replaces.
     pub supersedes: Option<EntityId>,
+    /// Who may see it.
+    pub visibility: Visibility,
     /// When proposed.
     pub proposed_at: Time,
     /// When accepted.
@@ -156,6 +170,8 @@ pub struct DecisionView {
     pub decided_by: Option<PrincipalId>,
     /// The `decision.proposed` record.
     pub proposed_position: Position,
+    /// Its stream's version after the last record that changed it.
+    pub stream_version: StreamVersion,
     /// The last record that changed it.
     pub last_position: Position,
 }
@@ -192,6 +208,10 @@ pub struct InitiativeView {
     pub team: Team,
     /// The target.
     pub target: String,
+    /// Business outcome tags.
+    pub outcome_tags: Vec<String>,
+    /// Who may see it.
+    pub visibility: Visibility,
     /// Its state.
     pub status: InitiativeStatus,
     /// Flagged at risk.
@@ -206,6 +226,10 @@ pub struct InitiativeView {
     pub implements: Vec<EntityId>,
     /// Its milestones.
     pub milestones: Vec<MilestoneView>,
+    /// The `initiative.created` record.
+    pub created_position: Position,
+    /// Its stream's version after the last record that changed it.
+    pub stream_version: StreamVersion,
     /// The last record that changed it.
     pub last_position: Position,
 }
@@ -254,4 +278,80 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// The token for the next page; `None` on the last.
     pub next_page_token: Option<String>,
+}
+
+/// What changes in an opportunity after its creation: one of these is stored per record of the
+/// opportunity, so an answer as of any position is exact, while the title, problem and the rest
+/// of the draft (which never change) are stored once. A vote costs a few dozen bytes of history,
+/// not a copy of a 16 KiB problem statement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct OpportunityState {
+    pub(crate) status: OpportunityStatus,
+    pub(crate) canonical: Option<EntityId>,
+    pub(crate) decline_reason: Option<String>,
+    pub(crate) decision: Option<EntityId>,
+    pub(crate) snoozed_until: Option<Time>,
+    pub(crate) aged_out: Option<AgedOutView>,
+    pub(crate) outcome_signal: Option<EntityId>,
+    pub(crate) evidence: u64,
+    pub(crate) last_evidence_at: Time,
+    pub(crate) voters: u64,
+    pub(crate) vote_weight: u64,
+    pub(crate) score: Option<f64>,
+    pub(crate) score_position: Option<Position>,
+    pub(crate) stream_version: StreamVersion,
+    pub(crate) last_position: Position,
+}
+
+impl OpportunityView {
+    pub(crate) fn state(&self) -> OpportunityState {
+        OpportunityState {
+            status: self.status,
+            canonical: self.canonical.clone(),
+            decline_reason: self.decline_reason.clone(),
+            decision: self.decision.clone(),
+            snoozed_until: self.snoozed_until,
+            aged_out: self.aged_out.clone(),
+            outcome_signal: self.outcome_signal.clone(),
+            evidence: self.evidence,
+            last_evidence_at: self.last_evidence_at,
+            voters: self.voters,
+            vote_weight: self.vote_weight,
+            score: self.score,
+            score_position: self.score_position,
+            stream_version: self.stream_version,
+            last_position: self.last_position,
+        }
+    }
+
+    pub(crate) fn with_state(self, state: OpportunityState) -> OpportunityView {
+        OpportunityView {
+            status: state.status,
+            canonical: state.canonical,
+            decline_reason: state.decline_reason,
+            decision: state.decision,
+            snoozed_until: state.snoozed_until,
+            aged_out: state.aged_out,
+            outcome_signal: state.outcome_signal,
+            evidence: state.evidence,
+            last_evidence_at: state.last_evidence_at,
+            voters: state.voters,
+            vote_weight: state.vote_weight,
+            score: state.score,
+            score_position: state.score_position,
+            stream_version: state.stream_version,
+            last_position: state.last_position,
+            ..self
+        }
+    }
+}
+
+/// An entry of the ranking index: what a ranking answer shows besides the score and id (which
+/// are in the key), so the top of a ranking is read without touching the views.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RankEntry {
+    pub(crate) title: String,
+    pub(crate) team: Team,
+    pub(crate) status: OpportunityStatus,
+    pub(crate) score_position: Position,
 }
