@@ -2,20 +2,23 @@
 //!
 //! Start-up opens the store (which locks the data directory and checks the segment files), loads
 //! or creates the server identity (log id and checkpoint signing key, kept in the data directory),
-//! starts the checkpointer, binds the listener and prints exactly one line on stdout:
-//! `cairn listening on ADDR public-key HEX log-id HEX`. Tests and scripts read that line to find
-//! the port and the key to pin. SIGINT or SIGTERM shuts down gracefully: no new calls, calls in
-//! flight finish, a final checkpoint is signed, the store is closed, exit 0.
+//! opens the read models (`DATA/projections`) and loads the scoring policy, starts the
+//! checkpointer and the projection follower, binds the listener and prints exactly one line on
+//! stdout: `cairn listening on ADDR public-key HEX log-id HEX`. Tests and scripts read that line
+//! to find the port and the key to pin. SIGINT or SIGTERM shuts down gracefully: no new calls,
+//! calls in flight finish, the follower stops, a final checkpoint is signed, the store is closed,
+//! exit 0.
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use cairn_grpc::ServerLimits;
-use cairn_service::{Checkpointer, Ledger, ServerIdentity};
+use cairn_grpc::{ServerLimits, Services};
+use cairn_projections::Projections;
+use cairn_service::{Checkpointer, FeedbackLoop, Ledger, Reads, ScoringPolicy, ServerIdentity};
 use cairn_store_embedded::{EmbeddedOptions, EmbeddedStore};
 use clap::Args;
 use tokio::net::{TcpListener, TcpSocket};
@@ -41,7 +44,16 @@ pub struct ServeArgs {
     /// may run before they are cut, in milliseconds. A second signal cuts them at once.
     #[arg(long, default_value_t = 5000)]
     shutdown_grace_ms: u64,
+
+    /// The scoring policy folder: `policy.toml` (the active model and the aging rules) and one
+    /// `*.toml` file per scoring model. Default: `./policies/scoring` when that folder exists,
+    /// else the built-in copy of the repository's policies.
+    #[arg(long, env = "CAIRN_POLICIES", value_name = "DIR")]
+    policies: Option<PathBuf>,
 }
+
+/// Where the scoring policy is looked for when `--policies` is not given.
+const DEFAULT_POLICIES_DIR: &str = "./policies/scoring";
 
 /// Runs the server until a shutdown signal.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -83,6 +95,20 @@ async fn serve_store(
             })?
     };
     let identity = Arc::new(identity);
+    let projections = {
+        let dir = args.data.join("projections");
+        tokio::task::spawn_blocking(move || Projections::open(&dir))
+            .await
+            .context("the projection-opening thread panicked")?
+            .with_context(|| {
+                format!(
+                    "cannot open the read models in {}",
+                    args.data.join("projections").display()
+                )
+            })?
+    };
+    let projections = Arc::new(projections);
+    let scoring = Arc::new(load_scoring_policy(args.policies.as_deref()).await?);
     let listener =
         bind_listener(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener
@@ -92,6 +118,20 @@ async fn serve_store(
     let checkpointer = Checkpointer::new(Arc::clone(store), Arc::clone(&identity))
         .spawn(Duration::from_millis(args.checkpoint_interval_ms));
     let ledger = Arc::new(Ledger::new(Arc::clone(store), Arc::clone(&identity)));
+    let (stop_following, following_stopped) = tokio::sync::watch::channel(false);
+    let follower = tokio::spawn({
+        let (projections, store) = (Arc::clone(&projections), Arc::clone(store));
+        async move {
+            if let Err(error) = projections.follow(store, following_stopped).await {
+                tracing::error!(%error, "the read models stopped following the ledger");
+            }
+        }
+    });
+    let services = Services {
+        ledger: Arc::clone(&ledger),
+        feedback_loop: Arc::new(FeedbackLoop::new(Arc::clone(&ledger), scoring)),
+        reads: Arc::new(Reads::new(ledger, projections)),
+    };
 
     announce(address, &identity).context("cannot write the startup line to stdout")?;
     tracing::info!(
@@ -104,7 +144,7 @@ async fn serve_store(
     let (shutdown_sender, shutdown_receiver) = tokio::sync::oneshot::channel::<()>();
     let mut server = Box::pin(cairn_grpc::serve(
         listener,
-        ledger,
+        services,
         ServerLimits::default(),
         async {
             let _ = shutdown_receiver.await;
@@ -131,6 +171,12 @@ async fn serve_store(
             }
         }
     }
+    // The read models stop before the store closes under them (they are rebuilt from the ledger,
+    // so stopping between two batches loses nothing).
+    stop_following.send_replace(true);
+    if let Err(error) = follower.await {
+        tracing::warn!(%error, "the projection follower panicked");
+    }
     // The server takes no new calls: the final checkpoint covers every record appended through it.
     checkpointer.stop().await;
     // Closing the store ends the subscriptions still open, so their clients see the stream end
@@ -146,6 +192,39 @@ async fn serve_store(
     }
     drop(server);
     served.unwrap_or(Ok(())).context("the gRPC server failed")
+}
+
+/// The scoring policy in force: `dir` if given, else `./policies/scoring` when it exists, else the
+/// built-in copy of the repository's policies.
+async fn load_scoring_policy(dir: Option<&Path>) -> anyhow::Result<ScoringPolicy> {
+    let default = Path::new(DEFAULT_POLICIES_DIR);
+    let dir = match dir {
+        Some(dir) => dir.to_owned(),
+        None if default.is_dir() => default.to_owned(),
+        None => {
+            let policy = ScoringPolicy::built_in();
+            tracing::info!(
+                active_model = %policy.active,
+                "scoring policy: built in ({DEFAULT_POLICIES_DIR} does not exist)"
+            );
+            return Ok(policy);
+        }
+    };
+    let policy = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || ScoringPolicy::load_dir(&dir))
+            .await
+            .context("the policy-loading thread panicked")?
+    }
+    .with_context(|| format!("cannot load the scoring policy in {}", dir.display()))?;
+    tracing::info!(
+        policies = %dir.display(),
+        active_model = %policy.active,
+        models = policy.models.len(),
+        aging_rules = policy.aging_rules.len(),
+        "scoring policy loaded"
+    );
+    Ok(policy)
 }
 
 /// How long the server may take to end the subscriptions the store's closing ended, in

@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
-use cairn_grpc::ServerLimits;
+use cairn_grpc::{ServerLimits, Services};
 use cairn_ledger::SignedCheckpoint;
-use cairn_service::{Checkpointer, Ledger, ServerIdentity};
+use cairn_projections::Projections;
+use cairn_service::{Checkpointer, FeedbackLoop, Ledger, Reads, ScoringPolicy, ServerIdentity};
 use cairn_store::MemoryStore;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::client::{Client, ServerArgs};
 
@@ -16,6 +17,8 @@ pub struct TestServer {
     pub identity: Arc<ServerIdentity>,
     pub store: Arc<MemoryStore>,
     _shutdown: oneshot::Sender<()>,
+    /// Dropping it stops the projection follower.
+    _stop_following: watch::Sender<bool>,
 }
 
 impl TestServer {
@@ -24,10 +27,21 @@ impl TestServer {
         let store = MemoryStore::new();
         let identity = Arc::new(ServerIdentity::from_secrets([1; 32], [2; 32], [3; 32]));
         let ledger = Arc::new(Ledger::new(Arc::clone(&store), Arc::clone(&identity)));
+        let projections = Arc::new(Projections::temporary().unwrap());
+        let (stop_following, following_stopped) = watch::channel(false);
+        tokio::spawn(Arc::clone(&projections).follow(Arc::clone(&store), following_stopped));
+        let services = Services {
+            ledger: Arc::clone(&ledger),
+            feedback_loop: Arc::new(FeedbackLoop::new(
+                Arc::clone(&ledger),
+                Arc::new(ScoringPolicy::built_in()),
+            )),
+            reads: Arc::new(Reads::new(ledger, projections)),
+        };
         let listener = crate::serve::bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (shutdown, stopped) = oneshot::channel::<()>();
-        tokio::spawn(cairn_grpc::serve(listener, ledger, limits, async {
+        tokio::spawn(cairn_grpc::serve(listener, services, limits, async {
             let _ = stopped.await;
         }));
         TestServer {
@@ -35,6 +49,7 @@ impl TestServer {
             identity,
             store,
             _shutdown: shutdown,
+            _stop_following: stop_following,
         }
     }
 

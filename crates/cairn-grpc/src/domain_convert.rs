@@ -32,6 +32,7 @@ use cairn_domain::{
 };
 use cairn_ledger::{LineageParent, Position, Record, SignedCheckpoint, StreamVersion, TenantId};
 use cairn_service::feedback_loop::IDEMPOTENCY_KEY_BYTES_MAX;
+use cairn_service::history::HistoryEntry;
 use cairn_service::{CommandMeta, CommandReceipt};
 use tonic::Status;
 
@@ -202,6 +203,27 @@ pub fn entity_id_from_proto(field: &str, text: String) -> Result<EntityId, Statu
     entity_id(field, text)
 }
 
+/// An entity id a request may leave empty (a filter): `None` when empty.
+pub fn optional_entity_id_from_proto(
+    field: &str,
+    text: String,
+) -> Result<Option<EntityId>, Status> {
+    optional_entity_id(field, text)
+}
+
+/// A team a request may leave empty (a filter): `None` when empty.
+pub fn optional_team_from_proto(field: &str, text: String) -> Result<Option<Team>, Status> {
+    optional_team(field, text)
+}
+
+/// A principal a request may leave empty (a filter): `None` when empty.
+pub fn optional_principal_from_proto(
+    field: &str,
+    text: String,
+) -> Result<Option<PrincipalId>, Status> {
+    optional_principal(field, text)
+}
+
 // --- enums --------------------------------------------------------------------------------------
 
 fn enum_value<E: TryFrom<i32>>(field: &str, value: i32) -> Result<E, Status> {
@@ -327,6 +349,19 @@ pub fn feedback_status_to_proto(status: FeedbackStatus) -> proto::FeedbackStatus
         FeedbackStatus::Processed => proto::FeedbackStatus::Processed,
         FeedbackStatus::Discarded => proto::FeedbackStatus::Discarded,
     }
+}
+
+/// A feedback status filter (`status` of ListFeedback): `None` when unspecified.
+pub fn feedback_status_from_proto(
+    field: &str,
+    value: i32,
+) -> Result<Option<FeedbackStatus>, Status> {
+    Ok(match enum_value(field, value)? {
+        proto::FeedbackStatus::Unspecified => None,
+        proto::FeedbackStatus::Received => Some(FeedbackStatus::Received),
+        proto::FeedbackStatus::Processed => Some(FeedbackStatus::Processed),
+        proto::FeedbackStatus::Discarded => Some(FeedbackStatus::Discarded),
+    })
 }
 
 /// The proto form of a metric direction.
@@ -468,6 +503,49 @@ pub fn initiative_status_to_proto(status: InitiativeStatus) -> proto::Initiative
         InitiativeStatus::Completed => proto::InitiativeStatus::Completed,
         InitiativeStatus::Cancelled => proto::InitiativeStatus::Cancelled,
     }
+}
+
+/// A decision status filter (`status` of ListDecisions), as the domain names the status (the
+/// read model keeps the name): `None` when unspecified.
+pub fn decision_status_name_from_proto(
+    field: &str,
+    value: i32,
+) -> Result<Option<&'static str>, Status> {
+    Ok(match enum_value(field, value)? {
+        proto::DecisionStatus::Unspecified => None,
+        proto::DecisionStatus::Proposed => Some(DecisionStatus::Proposed.as_str()),
+        proto::DecisionStatus::Accepted => Some(DecisionStatus::Accepted.as_str()),
+        proto::DecisionStatus::Rejected => Some(DecisionStatus::Rejected.as_str()),
+        proto::DecisionStatus::Deprecated => Some(DecisionStatus::Deprecated.as_str()),
+        proto::DecisionStatus::Superseded => Some("superseded"),
+    })
+}
+
+/// The proto form of a decision status as the read model names it (`accepted`, ...).
+pub fn decision_status_name_to_proto(name: &str) -> proto::DecisionStatus {
+    match name {
+        "proposed" => proto::DecisionStatus::Proposed,
+        "accepted" => proto::DecisionStatus::Accepted,
+        "rejected" => proto::DecisionStatus::Rejected,
+        "deprecated" => proto::DecisionStatus::Deprecated,
+        "superseded" => proto::DecisionStatus::Superseded,
+        _ => proto::DecisionStatus::Unspecified,
+    }
+}
+
+/// An initiative status filter (`status` of ListInitiatives): `None` when unspecified.
+pub fn initiative_status_from_proto(
+    field: &str,
+    value: i32,
+) -> Result<Option<InitiativeStatus>, Status> {
+    Ok(match enum_value(field, value)? {
+        proto::InitiativeStatus::Unspecified => None,
+        proto::InitiativeStatus::Draft => Some(InitiativeStatus::Draft),
+        proto::InitiativeStatus::Scheduled => Some(InitiativeStatus::Scheduled),
+        proto::InitiativeStatus::InProgress => Some(InitiativeStatus::InProgress),
+        proto::InitiativeStatus::Completed => Some(InitiativeStatus::Completed),
+        proto::InitiativeStatus::Cancelled => Some(InitiativeStatus::Cancelled),
+    })
 }
 
 /// The proto form of a milestone's status.
@@ -657,6 +735,25 @@ pub fn provenance_to_proto(record: &Record) -> proto::Provenance {
         recorded_at_micros: envelope.recorded_at.0,
         policy_bundle_hash: envelope.policy_bundle_hash.0.to_vec(),
         correlation_id: envelope
+            .correlation_id
+            .map(|id| id.0.to_vec())
+            .unwrap_or_default(),
+    }
+}
+
+/// The provenance of an entity's record as [`cairn_service::history`] reads it (the entity's
+/// stream, which the entry does not repeat, is `entity`).
+pub fn history_provenance_to_proto(entity: &EntityRef, entry: &HistoryEntry) -> proto::Provenance {
+    proto::Provenance {
+        position: entry.position.0,
+        entity: Some(entity_ref_to_proto(entity)),
+        stream_version: entry.stream_version.0,
+        event_id: entry.event_id.0.to_vec(),
+        event_type: entry.event_type.clone(),
+        actor: entry.actor.clone(),
+        recorded_at_micros: entry.recorded_at.0,
+        policy_bundle_hash: entry.policy_bundle_hash.0.to_vec(),
+        correlation_id: entry
             .correlation_id
             .map(|id| id.0.to_vec())
             .unwrap_or_default(),

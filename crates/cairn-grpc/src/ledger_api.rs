@@ -403,7 +403,7 @@ impl<S: EventStore + KeyStore> LedgerService for LedgerApi<S> {
 }
 
 /// `call`, or DEADLINE_EXCEEDED if it has not finished within `limit`.
-async fn deadline<T>(
+pub(crate) async fn deadline<T>(
     limit: Duration,
     call: impl Future<Output = Result<T, Status>>,
 ) -> Result<T, Status> {

@@ -1,13 +1,23 @@
 //! The gRPC edge of cairn: code generated from `proto/cairn/v1`, the tonic services (thin: convert,
 //! call `cairn-service`, map errors in one table), and the server with health and reflection.
+//! `LedgerService` serves raw events and proofs; `FeedbackService`, `DecisionService`,
+//! `PrioritizationService` and `InitiativeService` run the feedback loop's commands and reads, and
+//! `LineageService` walks what came from what.
 //!
 //! This is the only crate that names tonic or prost types; it holds no business rules.
 
+mod api_support;
 mod convert;
+mod decision_api;
 pub mod domain_convert;
 mod error;
+mod feedback_api;
+mod initiative_api;
 mod ledger_api;
+mod lineage_api;
+mod prioritization_api;
 mod server;
+mod view_convert;
 
 /// Code generated from `proto/cairn/v1/*.proto`. Every file is in package `cairn.v1`, so this one
 /// module holds them all: the ledger (`ledger.proto`), the shared messages (`common.proto`) and the
@@ -23,9 +33,15 @@ pub mod proto {
 }
 
 pub use convert::{checkpoint_from_proto, checkpoint_to_proto, record_from_proto};
+pub use decision_api::DecisionApi;
+pub use error::{CURRENT_VERSION_METADATA, FIELD_METADATA, RULE_METADATA};
 pub use error::{RESUME_FROM_METADATA, status_from_service, status_from_store};
+pub use feedback_api::FeedbackApi;
+pub use initiative_api::InitiativeApi;
 pub use ledger_api::LedgerApi;
-pub use server::{ServerLimits, serve};
+pub use lineage_api::LineageApi;
+pub use prioritization_api::PrioritizationApi;
+pub use server::{ServerLimits, Services, serve};
 
 #[cfg(test)]
 mod tests {

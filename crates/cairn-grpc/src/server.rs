@@ -1,18 +1,30 @@
-//! The gRPC server: the ledger service, standard health and reflection, limits, graceful shutdown.
+//! The gRPC server: the ledger and feedback-loop services, standard health and reflection,
+//! limits, graceful shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use cairn_service::Ledger;
+use cairn_service::{FeedbackLoop, Ledger, Reads};
 use cairn_store::{EventStore, KeyStore, limits as store_limits};
 use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::api_support::Backend;
+use crate::decision_api::DecisionApi;
+use crate::feedback_api::FeedbackApi;
+use crate::initiative_api::InitiativeApi;
 use crate::ledger_api::LedgerApi;
+use crate::lineage_api::LineageApi;
+use crate::prioritization_api::PrioritizationApi;
 use crate::proto;
+use crate::proto::decision_service_server::DecisionServiceServer;
+use crate::proto::feedback_service_server::FeedbackServiceServer;
+use crate::proto::initiative_service_server::InitiativeServiceServer;
 use crate::proto::ledger_service_server::LedgerServiceServer;
+use crate::proto::lineage_service_server::LineageServiceServer;
+use crate::proto::prioritization_service_server::PrioritizationServiceServer;
 
 /// The limits the server enforces; each is refused with a clear status when exceeded.
 #[derive(Clone, Debug)]
@@ -63,11 +75,34 @@ impl ServerLimits {
     }
 }
 
-/// Serves the ledger, health and reflection on `listener` until `shutdown` completes, then stops
-/// accepting calls and lets the ones in flight finish.
+/// What the server serves: the ledger, the feedback-loop commands over it, and the read side over
+/// its projections. The caller builds them (and keeps the projections following the ledger), so
+/// tests and the binary choose the store, the scoring policy and where the projections live.
+pub struct Services<S> {
+    /// Raw events, proofs and checkpoints (`LedgerService`).
+    pub ledger: Arc<Ledger<S>>,
+    /// The commands of `FeedbackService`, `DecisionService`, `PrioritizationService` and
+    /// `InitiativeService`.
+    pub feedback_loop: Arc<FeedbackLoop<S>>,
+    /// Every read of those services and of `LineageService`.
+    pub reads: Arc<Reads<S>>,
+}
+
+impl<S> Clone for Services<S> {
+    fn clone(&self) -> Self {
+        Services {
+            ledger: Arc::clone(&self.ledger),
+            feedback_loop: Arc::clone(&self.feedback_loop),
+            reads: Arc::clone(&self.reads),
+        }
+    }
+}
+
+/// Serves the ledger, the feedback-loop services, health and reflection on `listener` until
+/// `shutdown` completes, then stops accepting calls and lets the ones in flight finish.
 pub async fn serve<S, F>(
     listener: TcpListener,
-    ledger: Arc<Ledger<S>>,
+    services: Services<S>,
     limits: ServerLimits,
     shutdown: F,
 ) -> Result<(), tonic::transport::Error>
@@ -78,6 +113,21 @@ where
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<LedgerServiceServer<LedgerApi<S>>>()
+        .await;
+    health_reporter
+        .set_serving::<FeedbackServiceServer<FeedbackApi<S>>>()
+        .await;
+    health_reporter
+        .set_serving::<DecisionServiceServer<DecisionApi<S>>>()
+        .await;
+    health_reporter
+        .set_serving::<PrioritizationServiceServer<PrioritizationApi<S>>>()
+        .await;
+    health_reporter
+        .set_serving::<InitiativeServiceServer<InitiativeApi<S>>>()
+        .await;
+    health_reporter
+        .set_serving::<LineageServiceServer<LineageApi<S>>>()
         .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -103,16 +153,42 @@ where
         connection.set_nodelay(true)?;
         Ok::<_, std::io::Error>(connection)
     });
-    let ledger_service =
-        LedgerServiceServer::new(LedgerApi::new(ledger, limits.clone(), shutdown_watch))
-            .max_decoding_message_size(limits.message_bytes_max)
-            .max_encoding_message_size(limits.message_bytes_max);
+    let ledger_service = LedgerServiceServer::new(LedgerApi::new(
+        Arc::clone(&services.ledger),
+        limits.clone(),
+        shutdown_watch,
+    ))
+    .max_decoding_message_size(limits.message_bytes_max)
+    .max_encoding_message_size(limits.message_bytes_max);
+    let backend = Arc::new(Backend::new(services, limits.clone()));
+    let bytes_max = limits.message_bytes_max;
+    let feedback_service = FeedbackServiceServer::new(FeedbackApi::new(Arc::clone(&backend)))
+        .max_decoding_message_size(bytes_max)
+        .max_encoding_message_size(bytes_max);
+    let decision_service = DecisionServiceServer::new(DecisionApi::new(Arc::clone(&backend)))
+        .max_decoding_message_size(bytes_max)
+        .max_encoding_message_size(bytes_max);
+    let prioritization_service =
+        PrioritizationServiceServer::new(PrioritizationApi::new(Arc::clone(&backend)))
+            .max_decoding_message_size(bytes_max)
+            .max_encoding_message_size(bytes_max);
+    let initiative_service = InitiativeServiceServer::new(InitiativeApi::new(Arc::clone(&backend)))
+        .max_decoding_message_size(bytes_max)
+        .max_encoding_message_size(bytes_max);
+    let lineage_service = LineageServiceServer::new(LineageApi::new(backend))
+        .max_decoding_message_size(bytes_max)
+        .max_encoding_message_size(bytes_max);
     tonic::transport::Server::builder()
         .max_concurrent_streams(limits.concurrent_streams_max)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ledger_service)
+        .add_service(feedback_service)
+        .add_service(decision_service)
+        .add_service(prioritization_service)
+        .add_service(initiative_service)
+        .add_service(lineage_service)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use cairn_grpc::proto::ledger_service_client::LedgerServiceClient;
 use cairn_grpc::proto::{AppendRequest, EventInput, StreamRef, SubscribeRequest};
-use cairn_grpc::{RESUME_FROM_METADATA, ServerLimits, serve};
-use cairn_service::{Ledger, ServerIdentity};
+use cairn_grpc::{RESUME_FROM_METADATA, ServerLimits, Services, serve};
+use cairn_projections::Projections;
+use cairn_service::{FeedbackLoop, Ledger, Reads, ScoringPolicy, ServerIdentity};
 use cairn_store::MemoryStore;
 use tokio::net::TcpListener;
 
@@ -15,8 +16,20 @@ async fn shutdown_ends_subscriptions_with_the_resume_position() {
     let address = listener.local_addr().unwrap();
     let identity = Arc::new(ServerIdentity::from_secrets([1; 32], [2; 32], [3; 32]));
     let ledger = Arc::new(Ledger::new(MemoryStore::new(), identity));
+    // Only the ledger is used here: the read models need not follow it.
+    let services = Services {
+        ledger: Arc::clone(&ledger),
+        feedback_loop: Arc::new(FeedbackLoop::new(
+            Arc::clone(&ledger),
+            Arc::new(ScoringPolicy::built_in()),
+        )),
+        reads: Arc::new(Reads::new(
+            ledger,
+            Arc::new(Projections::temporary().unwrap()),
+        )),
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, ledger, ServerLimits::default(), async {
+    let server = tokio::spawn(serve(listener, services, ServerLimits::default(), async {
         let _ = stopped.await;
     }));
 

@@ -29,13 +29,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use cairn_grpc::ServerLimits;
 use cairn_grpc::proto;
 use cairn_grpc::proto::ledger_service_client::LedgerServiceClient;
+use cairn_grpc::{ServerLimits, Services};
 use cairn_ledger::{
     DataClass, EventId, Hash, Position, SealedPayload, StreamId, StreamVersion, TenantId,
 };
-use cairn_service::{Checkpointer, Ledger, ServerIdentity};
+use cairn_projections::Projections;
+use cairn_service::{Checkpointer, FeedbackLoop, Ledger, Reads, ScoringPolicy, ServerIdentity};
 use cairn_store::{EventStore, ExpectedVersion, NewEvent};
 use cairn_store_embedded::{EmbeddedOptions, EmbeddedStore, verify_segments};
 use clap::Parser;
@@ -230,12 +231,22 @@ async fn run(base: &Path, phase: Duration, rounds: u32, quick: bool) -> Result<R
     let checkpointer = Checkpointer::new(Arc::clone(&grpc_store), Arc::clone(&identity))
         .spawn(Duration::from_secs(1));
     let ledger = Arc::new(Ledger::new(Arc::clone(&grpc_store), identity));
+    // The benchmark measures the ledger alone: the read models are not followed (a follower would
+    // take CPU from the appends measured), so nothing here may call the feedback-loop reads.
+    let services = Services {
+        ledger: Arc::clone(&ledger),
+        feedback_loop: Arc::new(FeedbackLoop::new(
+            Arc::clone(&ledger),
+            Arc::new(ScoringPolicy::built_in()),
+        )),
+        reads: Arc::new(Reads::new(ledger, Arc::new(Projections::temporary()?))),
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(cairn_grpc::serve(
         listener,
-        ledger,
+        services,
         ServerLimits::default(),
         async {
             let _ = stopped.await;
