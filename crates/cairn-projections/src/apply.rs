@@ -527,7 +527,7 @@ impl Applier<'_, '_> {
                     at: self.recorded_at,
                 };
                 self.overlay.put(
-                    keys::aged(self.tenant, aged.at.0, view.id.as_str()),
+                    keys::aged(self.tenant, aged.at.0, self.position),
                     encode(&aged),
                 );
                 view.aged_out = Some(aged);

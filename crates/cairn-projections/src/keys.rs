@@ -16,7 +16,7 @@
 //! | `V` | tenant, opportunity, principal | the principal's latest vote (weight, time) |
 //! | `e` | tenant, from, relation, to | the position that first recorded the edge |
 //! | `E` | tenant, to, relation, from | the same edge, indexed by its `to` end |
-//! | `a` | tenant, time, id | an opportunity that aged out (`AgedOutView`) |
+//! | `a` | tenant, time, position | an opportunity that aged out (`AgedOutView`) |
 
 use cairn_domain::{EntityKind, EntityRef, Relation};
 use cairn_ledger::Position;
@@ -188,10 +188,11 @@ pub(crate) fn time_ascending(micros: i64) -> [u8; 8] {
     ((micros as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-pub(crate) fn aged(tenant: &str, at: i64, id: &str) -> Vec<u8> {
+/// Keyed by the ledger time of the record, then its position: two records may share a time.
+pub(crate) fn aged(tenant: &str, at: i64, position: Position) -> Vec<u8> {
     let mut key = aged_prefix(tenant);
     key.extend_from_slice(&time_ascending(at));
-    key.extend_from_slice(id.as_bytes());
+    key.extend_from_slice(&position.0.to_be_bytes());
     key
 }
 

@@ -687,8 +687,8 @@ impl Projections {
     }
 
     /// Opportunities that aged out with a ledger recording time in `[from, to)` (the sweep's
-    /// time: the `opportunity.aged_out` event carries none of its own), oldest first, each with
-    /// its rule and reason, including those since reopened.
+    /// time: the `opportunity.aged_out` event carries none of its own), in ledger order, each
+    /// with its rule and reason, including those since reopened (one entry per aging).
     pub fn aged_out(
         &self,
         tenant: &str,
