@@ -36,7 +36,8 @@ pub struct LineageApi<S> {
 }
 
 /// A walk as the caller asked for it: each entity with its depth and the edge it was first
-/// reached by (none for the root), the edges between them, and whether a node cap cut it short.
+/// reached by (none for the root), the edges between them (when asked for), and whether a node
+/// cap cut it short.
 struct Walk {
     nodes: Vec<(EntityRef, usize, Option<Edge>)>,
     edges: Vec<Edge>,
@@ -92,18 +93,37 @@ fn walk(
             queue.push_back((next, distance + 1));
         }
     }
-    let edges = graph
-        .edges
-        .iter()
-        .filter(followed)
-        .filter(|view| seen.contains(&view.edge.from) && seen.contains(&view.edge.to))
-        .map(|view| view.edge.clone())
-        .collect();
     Walk {
         nodes,
-        edges,
+        edges: Vec::new(),
         truncated,
     }
+}
+
+/// Every edge between two of `walk`'s nodes (of the followed relations), in the order recorded,
+/// including those the walk did not take (a signal that verified an initiative's milestone and is
+/// also evidence for the opportunity the initiative implements).
+fn edges_between(
+    p: &Projections,
+    tenant: &str,
+    walk: &Walk,
+    relations: &[Relation],
+    at: Position,
+) -> Result<Vec<Edge>, ProjectionError> {
+    let nodes: BTreeSet<&EntityRef> = walk.nodes.iter().map(|(node, _, _)| node).collect();
+    let mut edges = Vec::new();
+    for node in &nodes {
+        // Each edge once: from the end it starts at.
+        for view in p.edges_from(tenant, node, Some(at))?.value {
+            if nodes.contains(&view.edge.to)
+                && (relations.is_empty() || relations.contains(&view.edge.relation))
+            {
+                edges.push(view);
+            }
+        }
+    }
+    edges.sort_by(|a, b| (a.position, &a.edge).cmp(&(b.position, &b.edge)));
+    Ok(edges.into_iter().map(|view| view.edge).collect())
 }
 
 /// The view of an entity as of `at`, whatever its kind.
@@ -148,6 +168,12 @@ struct OneWayRequest {
     relations: Vec<i32>,
 }
 
+/// Whether a walk answers the edges between its nodes (`Graph`) or only the nodes.
+enum WalkEdges {
+    Between,
+    None,
+}
+
 /// What a walk request asks.
 struct WalkRequest {
     root: EntityRef,
@@ -155,6 +181,7 @@ struct WalkRequest {
     relations: Vec<Relation>,
     depth: usize,
     max_nodes: usize,
+    edges: WalkEdges,
 }
 
 impl<S: EventStore + KeyStore> LineageApi<S> {
@@ -190,7 +217,7 @@ impl<S: EventStore + KeyStore> LineageApi<S> {
                     cairn_projections::GRAPH_NODES_MAX,
                     Some(at),
                 )?;
-                let walked = walk(
+                let mut walked = walk(
                     &graph.value,
                     &request.root,
                     request.direction,
@@ -198,6 +225,9 @@ impl<S: EventStore + KeyStore> LineageApi<S> {
                     request.depth,
                     request.max_nodes,
                 );
+                if let WalkEdges::Between = request.edges {
+                    walked.edges = edges_between(p, &tenant, &walked, &request.relations, at)?;
+                }
                 let mut nodes = Vec::with_capacity(walked.nodes.len());
                 for (entity, depth, via) in &walked.nodes {
                     let view = match depth {
@@ -264,6 +294,7 @@ impl<S: EventStore + KeyStore> LineageApi<S> {
                     relations: relations_from_proto("relations", &relations)?,
                     depth: bounded("depth", depth, LINEAGE_DEPTH_DEFAULT, LINEAGE_DEPTH_MAX)?,
                     max_nodes: cairn_projections::GRAPH_NODES_MAX,
+                    edges: WalkEdges::None,
                 };
                 let answer = self.walk(tenant.as_str(), &options, request).await?;
                 let (nodes, walked) = answer.value;
@@ -386,6 +417,7 @@ impl<S: EventStore + KeyStore> LineageService for LineageApi<S> {
                         GRAPH_NODES_DEFAULT,
                         GRAPH_NODES_MAX,
                     )?,
+                    edges: WalkEdges::Between,
                 };
                 let answer = self.walk(tenant.as_str(), &options, walk_request).await?;
                 let (nodes, walked) = answer.value;

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cairn_domain::opportunity::{OpportunityCommand, OpportunityStatus};
+use cairn_domain::opportunity::{OpportunityCommand, OpportunityEvent, OpportunityStatus};
 use cairn_domain::scoring::ScoreSnapshot;
-use cairn_domain::{EntityKind, EntityRef, Team, Time};
+use cairn_domain::{EntityKind, EntityRef, Event, Team, Time};
 use cairn_ledger::Position;
 use cairn_projections::{
     AtPosition, OpportunityView, PAGE_SIZE_MAX, PageRequest, ProjectionError, Projections, Ranked,
@@ -451,14 +451,28 @@ impl<S: EventStore + KeyStore> PrioritizationService for PrioritizationApi<S> {
                 // attached and, for a signal, what it observed), newest first.
                 let entries = self.backend.history_at(&tenant, &entity, at).await?;
                 let state: cairn_domain::opportunity::Opportunity = fold(&entries);
-                let attached_at: BTreeMap<_, _> = explained
-                    .evidence
-                    .iter()
-                    .map(|edge| (edge.edge.from.clone(), edge.position))
-                    .collect();
+                // The opportunity's record that attached each piece: its own attachment, or the
+                // absorption of a duplicate's evidence.
+                let mut attached_by: BTreeMap<EntityRef, proto::Provenance> = BTreeMap::new();
+                for entry in &entries {
+                    let pieces = match &entry.event {
+                        Event::Opportunity(OpportunityEvent::EvidenceAttached(piece)) => {
+                            std::slice::from_ref(piece)
+                        }
+                        Event::Opportunity(OpportunityEvent::DuplicateAbsorbed {
+                            evidence,
+                            ..
+                        }) => evidence.as_slice(),
+                        _ => continue,
+                    };
+                    for piece in pieces {
+                        attached_by
+                            .entry(piece.reference.clone())
+                            .or_insert_with(|| history_provenance_to_proto(&entity, entry));
+                    }
+                }
                 let include_personal = options.include_personal;
-                let (backend, feedback_views, attached_at) =
-                    (&self.backend, &feedback_views, &attached_at);
+                let (backend, feedback_views) = (&self.backend, &feedback_views);
                 let newest: Vec<_> = state
                     .evidence
                     .iter()
@@ -475,21 +489,18 @@ impl<S: EventStore + KeyStore> PrioritizationService for PrioritizationApi<S> {
                             }
                             _ => None,
                         };
-                        let attached = match attached_at.get(&piece.reference) {
-                            Some(position) => {
-                                Some(provenance_to_proto(&*backend.record_at(*position).await?))
-                            }
-                            None => None,
-                        };
-                        Ok::<_, Status>(proto::EvidenceDetail {
-                            evidence: Some(evidence_to_proto(&piece)),
-                            feedback,
-                            attached,
-                        })
+                        Ok::<_, Status>((piece, feedback))
                     })
                     .buffered(LEDGER_READS_CONCURRENT_MAX)
-                    .try_collect()
-                    .await?;
+                    .try_collect::<Vec<_>>()
+                    .await?
+                    .into_iter()
+                    .map(|(piece, feedback)| proto::EvidenceDetail {
+                        evidence: Some(evidence_to_proto(&piece)),
+                        feedback,
+                        attached: attached_by.get(&piece.reference).cloned(),
+                    })
+                    .collect();
                 Ok(Response::new(proto::ExplainRankResponse {
                     entry: Some(entry),
                     ranked_count: ranked_count as u32,

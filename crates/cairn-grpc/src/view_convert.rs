@@ -162,7 +162,7 @@ pub(crate) fn initiative_to_proto(
     };
     let status_changed_at = entries
         .iter()
-        .filter(|entry| {
+        .rfind(|entry| {
             matches!(
                 entry.event,
                 Event::Initiative(
@@ -174,7 +174,6 @@ pub(crate) fn initiative_to_proto(
                 )
             )
         })
-        .next_back()
         .map_or(0, |entry| entry.recorded_at.0);
     let reason = view.status_reason.clone().unwrap_or_default();
     proto::Initiative {
@@ -239,8 +238,7 @@ pub(crate) fn initiative_outcome_to_proto(view: &InitiativeView) -> proto::Initi
 pub(crate) fn shipped_at(entries: &[HistoryEntry]) -> i64 {
     entries
         .iter()
-        .filter(|entry| matches!(entry.event, Event::Opportunity(OpportunityEvent::Shipped)))
-        .next_back()
+        .rfind(|entry| matches!(entry.event, Event::Opportunity(OpportunityEvent::Shipped)))
         .map_or(0, |entry| entry.recorded_at.0)
 }
 
