@@ -130,7 +130,7 @@ async fn serve_store(
     let services = Services {
         ledger: Arc::clone(&ledger),
         feedback_loop: Arc::new(FeedbackLoop::new(Arc::clone(&ledger), scoring)),
-        reads: Arc::new(Reads::new(ledger, projections)),
+        reads: Arc::new(Reads::new(ledger, Arc::clone(&projections))),
     };
 
     announce(address, &identity).context("cannot write the startup line to stdout")?;
@@ -176,6 +176,12 @@ async fn serve_store(
     stop_following.send_replace(true);
     if let Err(error) = follower.await {
         tracing::warn!(%error, "the projection follower panicked");
+    }
+    // What sled still holds in memory is re-applied from the ledger on the next start if lost;
+    // flushing spares that work.
+    let flushed = tokio::task::spawn_blocking(move || projections.flush()).await;
+    if let Ok(Err(error)) = flushed {
+        tracing::warn!(%error, "cannot flush the read models");
     }
     // The server takes no new calls: the final checkpoint covers every record appended through it.
     checkpointer.stop().await;
