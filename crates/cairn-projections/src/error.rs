@@ -17,10 +17,11 @@ pub enum ProjectionError {
         /// Why.
         reason: String,
     },
-    /// Records were handed over with a gap.
+    /// Records were handed over with a gap; nothing of the slice was applied.
     #[error("records must follow position {applied}; got {got}")]
     Gap {
-        /// The last applied position.
+        /// The position reached before the gap (the applied position, or the record before the
+        /// gap within the slice).
         applied: Position,
         /// The first position handed over.
         got: Position,

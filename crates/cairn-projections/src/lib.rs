@@ -37,6 +37,9 @@ pub use views::{
 /// Most records [`Projections::follow`] and [`Projections::catch_up`] apply in one sled batch.
 pub const APPLY_BATCH_RECORDS_MAX: usize = 4096;
 
+/// How long [`Projections::open`] waits for the lock of a directory just closed in this process.
+const OPEN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The version of the key layout and view encodings. A directory written with another version is
 /// cleared on open and rebuilt from the ledger by following it from position 1.
 const FORMAT_VERSION: u32 = 2;
@@ -59,11 +62,24 @@ impl Projections {
     /// Opens (or creates) the read models in `dir`. A directory of another layout version is
     /// cleared (the views are rebuilt by following the ledger). Blocking.
     pub fn open(dir: &Path) -> Result<Projections, ProjectionError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
-            .cache_capacity(256 * 1024 * 1024)
-            .open()?;
-        Projections::from_db(db)
+            .cache_capacity(256 * 1024 * 1024);
+        // sled's background writers may hold the directory's lock for a moment after the last
+        // handle of a previous open is dropped (a restart within one process).
+        let deadline = std::time::Instant::now() + OPEN_LOCK_WAIT;
+        loop {
+            match config.open() {
+                Ok(db) => return Projections::from_db(db),
+                Err(sled::Error::Io(error))
+                    if error.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     /// Read models in a temporary sled database, gone when dropped. Blocking.
@@ -309,6 +325,16 @@ impl Projections {
             return Ok(None);
         }
         Ok(Some((value, at)))
+    }
+}
+
+impl Drop for Projections {
+    /// Flushes, so a clean shutdown reopens where it left off rather than re-applying the tail
+    /// from the ledger (which would be correct, only slower).
+    fn drop(&mut self) {
+        if let Err(error) = self.db.flush() {
+            tracing::warn!(%error, "the projections could not be flushed on close");
+        }
     }
 }
 

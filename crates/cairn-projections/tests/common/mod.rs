@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod dataset;
+pub mod steps;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
