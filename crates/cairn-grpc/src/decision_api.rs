@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use cairn_domain::Time;
+use cairn_domain::decision::DecisionCommand;
 use cairn_projections::{AtPosition, DecisionFilter};
 use cairn_service::ServiceError;
 use cairn_store::{EventStore, KeyStore};
@@ -14,8 +15,8 @@ use crate::api_support::{
     service_status, stamp, time_range, within,
 };
 use crate::domain_convert::{
-    accept_decision, decision_kind_from_proto, decision_status_name_from_proto, deprecate_decision,
-    entity_id_from_proto, entity_ref_from_proto, optional_principal_from_proto,
+    EntityCommand, accept_decision, decision_kind_from_proto, decision_status_name_from_proto,
+    deprecate_decision, entity_id_from_proto, entity_ref_from_proto, optional_principal_from_proto,
     optional_team_from_proto, propose_decision, reject_decision, revise_decision,
     tenant_from_proto,
 };
@@ -31,6 +32,17 @@ impl<S: EventStore + KeyStore> DecisionApi<S> {
     pub(crate) fn new(backend: Arc<Backend<S>>) -> DecisionApi<S> {
         DecisionApi { backend }
     }
+
+    async fn run(
+        &self,
+        command: Result<EntityCommand<DecisionCommand>, Status>,
+    ) -> Result<Response<proto::CommandReceipt>, Status> {
+        let command = command?;
+        let feedback_loop = self.backend.feedback_loop();
+        self.backend
+            .command(feedback_loop.decision(&command.meta, &command.id, command.command))
+            .await
+    }
 }
 
 #[tonic::async_trait]
@@ -39,55 +51,35 @@ impl<S: EventStore + KeyStore> DecisionService for DecisionApi<S> {
         &self,
         request: Request<proto::ProposeDecisionRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
-        let command = propose_decision(request.into_inner())?;
-        let feedback_loop = self.backend.feedback_loop();
-        self.backend
-            .command(feedback_loop.decision(&command.meta, &command.id, command.command))
-            .await
+        self.run(propose_decision(request.into_inner())).await
     }
 
     async fn revise_decision(
         &self,
         request: Request<proto::ReviseDecisionRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
-        let command = revise_decision(request.into_inner())?;
-        let feedback_loop = self.backend.feedback_loop();
-        self.backend
-            .command(feedback_loop.decision(&command.meta, &command.id, command.command))
-            .await
+        self.run(revise_decision(request.into_inner())).await
     }
 
     async fn accept_decision(
         &self,
         request: Request<proto::AcceptDecisionRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
-        let command = accept_decision(request.into_inner())?;
-        let feedback_loop = self.backend.feedback_loop();
-        self.backend
-            .command(feedback_loop.decision(&command.meta, &command.id, command.command))
-            .await
+        self.run(accept_decision(request.into_inner())).await
     }
 
     async fn reject_decision(
         &self,
         request: Request<proto::RejectDecisionRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
-        let command = reject_decision(request.into_inner())?;
-        let feedback_loop = self.backend.feedback_loop();
-        self.backend
-            .command(feedback_loop.decision(&command.meta, &command.id, command.command))
-            .await
+        self.run(reject_decision(request.into_inner())).await
     }
 
     async fn deprecate_decision(
         &self,
         request: Request<proto::DeprecateDecisionRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
-        let command = deprecate_decision(request.into_inner())?;
-        let feedback_loop = self.backend.feedback_loop();
-        self.backend
-            .command(feedback_loop.decision(&command.meta, &command.id, command.command))
-            .await
+        self.run(deprecate_decision(request.into_inner())).await
     }
 
     async fn get_decision(

@@ -990,6 +990,25 @@ fn provenance_names_the_record() {
     assert_eq!(parents.len(), 1);
     assert_eq!(parents[0].relation, "derived_from");
     assert_eq!(parents[0].target.as_ref().unwrap().aggregate_id, "sig-1");
+    // The same record as the history reads it names the same provenance.
+    let envelope = &record.envelope;
+    let entry = HistoryEntry {
+        position: envelope.position,
+        stream_version: envelope.stream_version,
+        event_id: envelope.event_id,
+        event_type: envelope.event_type.clone(),
+        actor: envelope.actor.clone(),
+        recorded_at: envelope.recorded_at,
+        policy_bundle_hash: envelope.policy_bundle_hash,
+        correlation_id: envelope.correlation_id,
+        lineage: envelope.lineage.clone(),
+        event: Event::Opportunity(OpportunityEvent::ReviewStarted),
+    };
+    let opportunity = EntityRef::new(EntityKind::Opportunity, id("opp-1"));
+    assert_eq!(
+        history_provenance_to_proto(&opportunity, &entry),
+        provenance
+    );
 }
 
 #[test]
@@ -1541,4 +1560,70 @@ fn every_bad_field_is_named() {
             "{field}: {status:?}"
         );
     }
+}
+
+/// The status filters of the list calls: unspecified matches everything, every other value names
+/// one status, an unknown value is refused naming the field.
+#[test]
+fn status_filters_name_one_status_or_none() {
+    assert_eq!(feedback_status_from_proto("status", 0).unwrap(), None);
+    for status in [
+        FeedbackStatus::Received,
+        FeedbackStatus::Processed,
+        FeedbackStatus::Discarded,
+    ] {
+        let value = feedback_status_to_proto(status) as i32;
+        assert_eq!(
+            feedback_status_from_proto("status", value).unwrap(),
+            Some(status)
+        );
+    }
+    assert_eq!(initiative_status_from_proto("status", 0).unwrap(), None);
+    for status in [
+        InitiativeStatus::Draft,
+        InitiativeStatus::Scheduled,
+        InitiativeStatus::InProgress,
+        InitiativeStatus::Completed,
+        InitiativeStatus::Cancelled,
+    ] {
+        let value = initiative_status_to_proto(status) as i32;
+        assert_eq!(
+            initiative_status_from_proto("status", value).unwrap(),
+            Some(status)
+        );
+    }
+    assert_eq!(decision_status_name_from_proto("status", 0).unwrap(), None);
+    for status in [
+        DecisionStatus::Proposed,
+        DecisionStatus::Accepted,
+        DecisionStatus::Rejected,
+        DecisionStatus::Deprecated,
+        DecisionStatus::Superseded { by: id("d-2") },
+    ] {
+        let (value, _) = decision_status_to_proto(&status);
+        let name = decision_status_name_from_proto("status", value as i32)
+            .unwrap()
+            .unwrap();
+        assert_eq!(name, status.as_str());
+        assert_eq!(decision_status_name_to_proto(name), value);
+    }
+    assert_eq!(
+        decision_status_name_to_proto("unheard of"),
+        proto::DecisionStatus::Unspecified
+    );
+    check_refused(
+        feedback_status_from_proto("status", 42),
+        Code::InvalidArgument,
+        "status",
+    );
+    check_refused(
+        initiative_status_from_proto("status", 42),
+        Code::InvalidArgument,
+        "status",
+    );
+    check_refused(
+        decision_status_name_from_proto("status", 42),
+        Code::InvalidArgument,
+        "status",
+    );
 }
