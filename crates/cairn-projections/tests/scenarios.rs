@@ -828,3 +828,34 @@ async fn a_directory_of_another_layout_is_cleared_to_be_rebuilt() {
     p.catch_up(&*d.store).await.unwrap();
     assert!(p.feedback(T, "f-1", None).unwrap().value.is_some());
 }
+
+/// On one thread, appends never yield, so a burst outruns the live feed's buffer
+/// (`LIVE_BUFFER_RECORDS`) before the follower reads a record of it: the follower is cut off,
+/// resubscribes from its applied position and still applies every record.
+#[tokio::test]
+async fn a_follower_cut_off_by_a_burst_resubscribes_and_catches_up() {
+    let mut d = Driver::new();
+    steps::opportunity(&mut d, T, "o-1", "platform").await;
+    let p = Arc::new(Projections::temporary().unwrap());
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let follower = tokio::spawn(Arc::clone(&p).follow(Arc::clone(&d.store), shutdown));
+    let deadline = || Instant::now() + Duration::from_secs(120);
+    p.wait_for(d.head().await, deadline()).await.unwrap();
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+    }
+    let burst = 2 * cairn_store::limits::LIVE_BUFFER_RECORDS + 100;
+    for n in 0..burst {
+        if n % 1000 == 0 {
+            steps::vote(&mut d, T, "o-1", &format!("u-{n}"), 1).await;
+        } else {
+            d.raw(T, "deploy", "web").await;
+        }
+    }
+    let head = d.head().await;
+    assert_eq!(p.wait_for(head, deadline()).await.unwrap(), head);
+    let view = p.opportunity(T, "o-1", None).unwrap().value.unwrap();
+    assert_eq!(view.voters, burst.div_ceil(1000) as u64);
+    stop.send(true).unwrap();
+    follower.await.unwrap().unwrap();
+}
