@@ -215,7 +215,7 @@ fn read_payload_file(path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 /// `$USER`, else `cli`: the principal a person at a terminal most likely is.
-fn default_actor() -> String {
+pub fn default_actor() -> String {
     std::env::var("USER")
         .ok()
         .filter(|user| !user.is_empty())

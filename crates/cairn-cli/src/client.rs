@@ -24,6 +24,19 @@ const CLIENT_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// How long to wait for a TCP connection before giving up.
 const CONNECT_TIMEOUT_MS: u64 = 5_000;
 
+/// Connects to `server` (`http://host:port`): the channel, and the URL errors name.
+pub async fn connect_channel(server: &ServerArgs) -> anyhow::Result<(Channel, String)> {
+    let url = server.server.trim().to_owned();
+    let endpoint = Endpoint::from_shared(url.clone())
+        .with_context(|| format!("invalid --server URL {url:?}"))?
+        .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS));
+    let channel = endpoint
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to the cairn server at {url}"))?;
+    Ok((channel, url))
+}
+
 /// A connected ledger client that names its server in every error.
 pub struct Client {
     inner: LedgerServiceClient<Channel>,
@@ -33,14 +46,7 @@ pub struct Client {
 impl Client {
     /// Connects to `server` (`http://host:port`).
     pub async fn connect(server: &ServerArgs) -> anyhow::Result<Client> {
-        let url = server.server.trim().to_owned();
-        let endpoint = Endpoint::from_shared(url.clone())
-            .with_context(|| format!("invalid --server URL {url:?}"))?
-            .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS));
-        let channel = endpoint
-            .connect()
-            .await
-            .with_context(|| format!("cannot connect to the cairn server at {url}"))?;
+        let (channel, url) = connect_channel(server).await?;
         let inner = LedgerServiceClient::new(channel)
             .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(CLIENT_MESSAGE_BYTES_MAX);
@@ -239,6 +245,7 @@ impl Client {
 pub fn describe_status(status: &Status) -> String {
     let mut text = format!("{}: {}", code_name(status.code()), status.message());
     let details: Vec<String> = [
+        "cairn-rule",
         "cairn-field",
         "cairn-current-version",
         cairn_grpc::RESUME_FROM_METADATA,

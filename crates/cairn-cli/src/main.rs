@@ -14,15 +14,30 @@ mod append;
 mod checkpoint;
 mod checkpoint_file;
 mod client;
+mod decision;
+mod demo;
+mod enums;
+mod feedback;
 mod info;
+mod initiative;
 mod input;
+mod lineage;
+mod loop_client;
+mod loop_flags;
+mod loop_output;
+mod opportunity;
 mod output;
 mod read;
+mod report;
 mod serve;
+mod signal;
+mod sweep;
 mod tail;
 #[cfg(test)]
 mod test_server;
+mod timespec;
 mod verify;
+mod why;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -61,6 +76,28 @@ enum Command {
     Info(info::InfoArgs),
     /// Audit a ledger: online against a saved checkpoint, or offline from a data directory.
     Verify(verify::VerifyArgs),
+    /// Feedback items: submit, link, discard, get, list.
+    Feedback(feedback::FeedbackArgs),
+    /// Metric signals: record, get.
+    Signal(signal::SignalArgs),
+    /// Opportunities: triage, votes, ratings, scores, the ranking and why.
+    Opportunity(opportunity::OpportunityArgs),
+    /// Decision records: propose, accept, supersede, and read them.
+    Decision(decision::DecisionArgs),
+    /// Initiatives and their milestones.
+    Initiative(initiative::InitiativeArgs),
+    /// Run the aging rules over a tenant's open opportunities now.
+    SweepAging(sweep::SweepArgs),
+    /// The lineage graph around an entity, as Mermaid, Graphviz, JSON or text.
+    Lineage(lineage::LineageArgs),
+    /// The chain of ledger records behind an entity.
+    Why(why::WhyArgs),
+    /// What became of a feedback item.
+    WhatHappened(why::WhatHappenedArgs),
+    /// Reports: `status` writes a Markdown status report of a period.
+    Report(report::ReportArgs),
+    /// Load a realistic data set through the API, then answer the domain's questions.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +129,17 @@ fn main() -> ExitCode {
             Command::Checkpoint(args) => checkpoint::run(args).await,
             Command::Info(args) => info::run(args).await,
             Command::Verify(args) => verify::run(args).await,
+            Command::Feedback(args) => feedback::run(args).await,
+            Command::Signal(args) => signal::run(args).await,
+            Command::Opportunity(args) => opportunity::run(args).await,
+            Command::Decision(args) => decision::run(args).await,
+            Command::Initiative(args) => initiative::run(args).await,
+            Command::SweepAging(args) => sweep::run(args).await,
+            Command::Lineage(args) => lineage::run(args).await,
+            Command::Why(args) => why::run_why(args).await,
+            Command::WhatHappened(args) => why::run_what_happened(args).await,
+            Command::Report(args) => report::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
         }
     });
     // Connection tasks or a blocking store thread may outlive the command; do not wait for them.

@@ -193,6 +193,13 @@ impl JsonObject {
     }
 }
 
+/// `value` as a JSON string literal, quotes included.
+pub fn json_string(value: &str) -> String {
+    let mut json = String::with_capacity(value.len() + 2);
+    write_json_string(&mut json, value);
+    json
+}
+
 /// Appends `value` as a JSON string literal (RFC 8259 section 7): quotes, backslashes and control
 /// characters escaped; everything else, including non-ASCII, written as UTF-8.
 fn write_json_string(out: &mut String, value: &str) {
