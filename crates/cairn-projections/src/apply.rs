@@ -353,12 +353,17 @@ impl Applier<'_, '_> {
             recorded_at,
         } = event;
         self.created::<SignalView>()?;
-        self.store(SignalView {
-            id,
-            observation,
-            recorded_at,
-            position: self.position,
-        });
+        // A signal never changes: it needs no versions (as of an earlier position, it is absent).
+        let key = self.current_key(EntityKind::Signal);
+        self.overlay.put_view(
+            key,
+            SignalView {
+                id,
+                observation,
+                recorded_at,
+                position: self.position,
+            },
+        );
         Ok(())
     }
 

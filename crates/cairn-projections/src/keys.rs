@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `m` | `applied`, `format` | the last applied position; the layout version |
 //! | `c` kind | tenant, id | the entity's current view |
-//! | `v` kind | tenant, id, position | the entity after the record at that position (for an opportunity, only what changes after creation: `OpportunityState`) |
+//! | `v` kind | tenant, id, position | the entity after the record at that position (for an opportunity, only what changes after creation: `OpportunityState`; none for a signal, which never changes) |
 //! | `n` kind | tenant, position | the id of the entity created at that position (lists, in ledger order) |
 //! | `r` | tenant, score (descending order), id | a ranked opportunity now (`RankEntry`) |
 //! | `R` | tenant, team, score (descending order), id | the same, per team |

@@ -42,7 +42,7 @@ const OPEN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The version of the key layout and view encodings. A directory written with another version is
 /// cleared on open and rebuilt from the ledger by following it from position 1.
-const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION: u32 = 3;
 
 /// The read models.
 pub struct Projections {
@@ -202,6 +202,7 @@ impl Projections {
     /// is available (at most [`APPLY_BATCH_RECORDS_MAX`]), on the blocking pool. A follower cut
     /// off for falling behind the live feed resubscribes from where it is. Returns the error
     /// that stopped it, if any (a store failure, a record that does not decode).
+    #[tracing::instrument(name = "projections.follow", skip_all)]
     pub async fn follow<S: EventStore + ?Sized>(
         self: Arc<Self>,
         store: Arc<S>,
@@ -247,6 +248,7 @@ impl Projections {
 
     /// Builds the read models in `dir` from the whole ledger (or brings an existing directory up
     /// to the head), reading it in pages with `read_all` while the previous page is applied.
+    #[tracing::instrument(name = "projections.rebuild", skip_all, fields(dir = %dir.display()))]
     pub async fn rebuild<S: EventStore + ?Sized>(
         store: &S,
         dir: &Path,
