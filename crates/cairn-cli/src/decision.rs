@@ -31,7 +31,7 @@ struct ContentFlags {
     #[arg(long)]
     title: String,
     /// The team that owns it.
-    #[arg(long, default_value = "")]
+    #[arg(long)]
     team: String,
     /// The situation.
     #[arg(long, default_value = "")]

@@ -61,6 +61,7 @@ proto_enums! {
     ScoringFormula => "SCORING_FORMULA_",
     FactorRole => "FACTOR_ROLE_",
     MetricStatistic => "METRIC_STATISTIC_",
+    PersonalState => "PERSONAL_STATE_",
 }
 
 /// The short name of a raw enum field (`unknown(N)` for a value this client does not know, from

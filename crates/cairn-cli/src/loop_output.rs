@@ -253,7 +253,7 @@ pub fn feedback_json(feedback: &proto::Feedback) -> String {
         .raw("received_at", &json_time(feedback.received_at_micros))
         .string(
             "personal_state",
-            &feedback.personal_state().as_str_name().to_ascii_lowercase(),
+            &name_of::<proto::PersonalState>(feedback.personal_state),
         )
         .raw(
             "text",
