@@ -51,6 +51,8 @@ struct StatusArgs {
 
 /// How many inputs of a score the report names: the ones that weigh most.
 const TOP_INPUTS_MAX: usize = 3;
+/// Scores closer than this are the same score (they are sums of products of floats).
+const SCORE_EPSILON: f64 = 1e-9;
 
 /// A ranked opportunity and its latest score, with every input.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -61,6 +63,10 @@ pub struct RankedExplained {
     pub score: Option<proto::ScoreSnapshot>,
     /// Who recorded that score.
     pub scored: Option<proto::Provenance>,
+    /// Its latest score computed before the period, if any: what the change is measured from.
+    pub score_before: Option<f64>,
+    /// Its latest score computed before the end of the period, if any.
+    pub score_at_end: Option<f64>,
 }
 
 /// A milestone that was missed, with its initiative.
@@ -163,10 +169,16 @@ pub async fn fetch_status(
                 team: String::new(),
             })
             .await?;
+        let score_before =
+            latest_score_before(client, &tenant, read, &entry.id, since_micros).await?;
+        let score_at_end =
+            latest_score_before(client, &tenant, read, &entry.id, until_micros).await?;
         explained.push(RankedExplained {
             entry,
             score: answer.score,
             scored: answer.scored,
+            score_before,
+            score_at_end,
         });
     }
 
@@ -262,6 +274,36 @@ pub async fn fetch_status(
         at_risk,
         missed,
     })
+}
+
+/// The value of an opportunity's latest score computed before `to_micros`, if it had one.
+async fn latest_score_before(
+    client: &mut LoopClient,
+    tenant: &str,
+    read: proto::ReadOptions,
+    id: &str,
+    to_micros: i64,
+) -> anyhow::Result<Option<f64>> {
+    let answer = client
+        .score_history(proto::ScoreHistoryRequest {
+            tenant: tenant.to_owned(),
+            read: Some(read),
+            page: Some(proto::PageRequest {
+                page_size: 1,
+                page_token: String::new(),
+            }),
+            id: id.to_owned(),
+            computed: Some(proto::TimeRange {
+                from_micros: 0,
+                to_micros,
+            }),
+        })
+        .await?;
+    Ok(answer
+        .entries
+        .first()
+        .and_then(|entry| entry.score.as_ref())
+        .map(|score| score.value))
 }
 
 /// Text for a Markdown table cell or list item: no line breaks, `|` escaped.
@@ -407,34 +449,45 @@ pub fn render_status(data: &StatusData) -> String {
 
     // Ranking.
     out.push_str(&format!(
-        "\n## Ranking\n\nTop {} of {} ranked opportunities; \"changed\" marks a score recorded in \
-         the period. Top inputs are the ones that weigh most in the latest score.\n",
+        "\n## Ranking\n\nTop {} of {} ranked opportunities. \"Change\" is the score's change over \
+         the period (\"new\": first scored in it); top inputs are the ones that weigh most in the \
+         latest score.\n",
         data.ranking.len(),
         data.ranked_count
     ));
     if !data.ranking.is_empty() {
-        out.push_str("\n| rank | opportunity | score | status | scored | top inputs |\n");
-        out.push_str("|---:|---|---:|---|---|---|\n");
+        out.push_str(
+            "\n| rank | opportunity | score | change | status | last scored | top inputs |\n",
+        );
+        out.push_str("|---:|---|---:|---:|---|---|---|\n");
         for ranked in &data.ranking {
             let entry = &ranked.entry;
-            let scored = match &ranked.score {
-                Some(score) => format!(
-                    "{}{} by {}",
-                    format_date(score.computed_at_micros),
-                    if in_period(score.computed_at_micros) {
-                        " (changed)"
-                    } else {
-                        ""
-                    },
-                    ranked
+            let (scored, change) = match &ranked.score {
+                Some(score) => {
+                    let change = match (ranked.score_before, ranked.score_at_end) {
+                        (None, Some(_)) => "new".to_owned(),
+                        (Some(before), Some(end)) if (end - before).abs() > SCORE_EPSILON => {
+                            format!(
+                                "{}{}",
+                                if end > before { "+" } else { "" },
+                                number_text(end - before)
+                            )
+                        }
+                        _ => "-".to_owned(),
+                    };
+                    let by = ranked
                         .scored
                         .as_ref()
-                        .map_or("?".to_owned(), |scored| md(&scored.actor))
-                ),
-                None => "never".to_owned(),
+                        .map_or("?".to_owned(), |scored| md(&scored.actor));
+                    (
+                        format!("{} by {by}", format_date(score.computed_at_micros)),
+                        change,
+                    )
+                }
+                None => ("never".to_owned(), "-".to_owned()),
             };
             out.push_str(&format!(
-                "| {} | `{}` {} | {} | {} | {} | {} |\n",
+                "| {} | `{}` {} | {} | {change} | {} | {} | {} |\n",
                 entry.rank,
                 md(&entry.id),
                 md(&entry.title),
@@ -618,10 +671,38 @@ mod tests {
                         actor: "service:portal".into(),
                         ..Default::default()
                     }),
+                    score_before: Some(2.0),
+                    score_at_end: Some(4.25),
                 },
                 RankedExplained {
                     entry: proto::RankedOpportunity {
                         rank: 2,
+                        id: "opp-5".into(),
+                        title: "Cut on-call toil".into(),
+                        status: proto::OpportunityStatus::UnderReview.into(),
+                        score: 1.0,
+                        ..Default::default()
+                    },
+                    score: Some(proto::ScoreSnapshot {
+                        value: 1.0,
+                        computed_at_micros: JAN_1 + 2 * DAY,
+                        inputs: vec![input(
+                            "votes",
+                            1.0,
+                            Source::Votes(proto::input_source::Votes { voters: 1 }),
+                        )],
+                        ..Default::default()
+                    }),
+                    scored: Some(proto::Provenance {
+                        actor: "user:lead".into(),
+                        ..Default::default()
+                    }),
+                    score_before: None,
+                    score_at_end: Some(1.0),
+                },
+                RankedExplained {
+                    entry: proto::RankedOpportunity {
+                        rank: 3,
                         id: "opp-7".into(),
                         title: "Fix flaky tests".into(),
                         status: proto::OpportunityStatus::New.into(),
@@ -630,6 +711,8 @@ mod tests {
                     },
                     score: None,
                     scored: None,
+                    score_before: None,
+                    score_at_end: None,
                 },
             ],
             ranked_count: 27,
@@ -688,12 +771,13 @@ mod tests {
 
 ## Ranking
 
-Top 2 of 27 ranked opportunities; "changed" marks a score recorded in the period. Top inputs are the ones that weigh most in the latest score.
+Top 3 of 27 ranked opportunities. "Change" is the score's change over the period ("new": first scored in it); top inputs are the ones that weigh most in the latest score.
 
-| rank | opportunity | score | status | scored | top inputs |
-|---:|---|---:|---|---|---|
-| 1 | `opp-3` Speed up CI builds | 4.25 | planned | 2026-01-11 (changed) by service:portal | latency +2 (signal sig-3 observed 2026-01-01T00:00:00Z); votes +1.5 (votes of 12 voters); effort -0.5 (rating by user:lead at 2026-01-01T00:00:00Z) |
-| 2 | `opp-7` Fix flaky tests | 0 | new | never |  |
+| rank | opportunity | score | change | status | last scored | top inputs |
+|---:|---|---:|---:|---|---|---|
+| 1 | `opp-3` Speed up CI builds | 4.25 | +2.25 | planned | 2026-01-11 by service:portal | latency +2 (signal sig-3 observed 2026-01-01T00:00:00Z); votes +1.5 (votes of 12 voters); effort -0.5 (rating by user:lead at 2026-01-01T00:00:00Z) |
+| 2 | `opp-5` Cut on-call toil | 1 | new | under_review | 2026-01-03 by user:lead | votes +1 (votes of 1 voters) |
+| 3 | `opp-7` Fix flaky tests | 0 | - | new | never |  |
 
 ## Initiatives at risk (1)
 
@@ -739,7 +823,7 @@ None in the period.
 
 ## Ranking
 
-Top 0 of 0 ranked opportunities; "changed" marks a score recorded in the period. Top inputs are the ones that weigh most in the latest score.
+Top 0 of 0 ranked opportunities. "Change" is the score's change over the period ("new": first scored in it); top inputs are the ones that weigh most in the latest score.
 
 ## Initiatives at risk (0)
 
