@@ -352,7 +352,6 @@ fn top_inputs(score: &proto::ScoreSnapshot) -> String {
 /// The report as Markdown.
 pub fn render_status(data: &StatusData) -> String {
     let mut out = String::new();
-    let in_period = |micros: i64| micros >= data.since_micros && micros < data.until_micros;
     out.push_str(&format!("# Status report: {}\n\n", md(&data.tenant)));
     out.push_str(&format!(
         "- Period: {} to {}\n",
