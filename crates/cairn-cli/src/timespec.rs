@@ -53,6 +53,9 @@ fn parse_relative(text: &str, now_micros: i64) -> anyhow::Result<i64> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| anyhow!("a relative time needs a unit (s, m, h, d, w)"))?;
     let (number, unit) = rest.split_at(split);
+    if number.is_empty() {
+        bail!("a relative time is a whole number and a unit (s, m, h, d, w)");
+    }
     let count: i64 = number
         .parse()
         .map_err(|_| anyhow!("{number:?} is not a whole number"))?;
@@ -264,7 +267,8 @@ mod tests {
         check("2026/01/01", Err("unknown unit"));
         check("30", Err("needs a unit"));
         check("30y", Err("unknown unit \"y\""));
-        check("d", Err("is not a whole number"));
+        check("d", Err("a whole number and a unit"));
+        check("soon", Err("a whole number and a unit"));
         check("99999999999999999d", Err("too far away"));
         check("", Err("needs a unit"));
     }
