@@ -20,7 +20,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use cairn_grpc::proto;
+use cairn_grpc::proto::decision_service_client::DecisionServiceClient;
+use cairn_grpc::proto::feedback_service_client::FeedbackServiceClient;
+use cairn_grpc::proto::initiative_service_client::InitiativeServiceClient;
 use cairn_grpc::proto::ledger_service_client::LedgerServiceClient;
+use cairn_grpc::proto::lineage_service_client::LineageServiceClient;
+use cairn_grpc::proto::prioritization_service_client::PrioritizationServiceClient;
 use cairn_ledger::{LogId, MerkleTree, PublicKey, Record, SignedCheckpoint};
 use tonic::transport::Channel;
 
@@ -242,6 +247,11 @@ impl Server {
         connect(&self.url()).await
     }
 
+    /// Clients of the feedback-loop services and the ledger, sharing one new connection.
+    pub async fn loop_clients(&self) -> Result<LoopClients> {
+        LoopClients::connect(&self.url()).await
+    }
+
     /// A raw channel, for the health and reflection clients.
     pub async fn channel(&self) -> Result<Channel> {
         Channel::from_shared(self.url())?
@@ -460,6 +470,57 @@ pub async fn connect(url: &str) -> Result<LedgerServiceClient<Channel>> {
     Ok(LedgerServiceClient::new(channel)
         .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(CLIENT_MESSAGE_BYTES_MAX))
+}
+
+/// Clients of every feedback-loop service, and of the ledger, on one connection (tonic clients
+/// are cheap to clone: clones share the connection).
+#[derive(Clone)]
+pub struct LoopClients {
+    /// FeedbackService: feedback items and signals.
+    pub feedback: FeedbackServiceClient<Channel>,
+    /// DecisionService: decision records.
+    pub decision: DecisionServiceClient<Channel>,
+    /// PrioritizationService: opportunities, votes, ratings, scores, aging.
+    pub prioritization: PrioritizationServiceClient<Channel>,
+    /// InitiativeService: initiatives and milestones.
+    pub initiative: InitiativeServiceClient<Channel>,
+    /// LineageService: walks, the chain behind an entity, what happened to feedback.
+    pub lineage: LineageServiceClient<Channel>,
+    /// LedgerService: the raw records, to check what the other services say about them.
+    pub ledger: LedgerServiceClient<Channel>,
+}
+
+impl LoopClients {
+    /// Connects to `url` (`http://127.0.0.1:<port>`).
+    pub async fn connect(url: &str) -> Result<LoopClients> {
+        let channel = Channel::from_shared(url.to_owned())?
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
+        Ok(LoopClients {
+            feedback: FeedbackServiceClient::new(channel.clone())
+                .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX),
+            decision: DecisionServiceClient::new(channel.clone())
+                .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX),
+            prioritization: PrioritizationServiceClient::new(channel.clone())
+                .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX),
+            initiative: InitiativeServiceClient::new(channel.clone())
+                .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX),
+            lineage: LineageServiceClient::new(channel.clone())
+                .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX),
+            ledger: LedgerServiceClient::new(channel)
+                .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(CLIENT_MESSAGE_BYTES_MAX),
+        })
+    }
+}
+
+/// The rule a refused feedback-loop command broke: the `cairn-rule` metadata of its status.
+pub fn rule_of(status: &tonic::Status) -> Option<&str> {
+    status
+        .metadata()
+        .get("cairn-rule")
+        .and_then(|value| value.to_str().ok())
 }
 
 /// A stream reference.
