@@ -39,6 +39,8 @@ pub enum Rule {
     InvalidField,
     /// No scoring model is in force, so no score can be computed.
     NoScoringModel,
+    /// A triage names a decision that does not exist or is not accepted.
+    DecisionNotInForce,
 }
 
 impl Rule {
@@ -63,6 +65,7 @@ impl Rule {
             Rule::Limit => "limit",
             Rule::InvalidField => "invalid_field",
             Rule::NoScoringModel => "no_scoring_model",
+            Rule::DecisionNotInForce => "decision_not_in_force",
         }
     }
 }

@@ -146,6 +146,7 @@ fn rule_names_are_distinct_and_snake_case() {
         Rule::Limit,
         Rule::InvalidField,
         Rule::NoScoringModel,
+        Rule::DecisionNotInForce,
     ];
     let names: BTreeSet<&str> = rules.iter().map(|r| r.as_str()).collect();
     assert_eq!(names.len(), rules.len());

@@ -244,6 +244,16 @@ impl<S: EventStore + KeyStore> FeedbackLoop<S> {
                 if let OpportunityCommand::Create { id: named, .. } = &command {
                     same_id(named, id)?;
                 }
+                if let OpportunityCommand::Triage(
+                    Triage::Accept {
+                        decision: Some(decision),
+                    }
+                    | Triage::Decline { decision, .. },
+                ) = &command
+                {
+                    self.require_accepted_decision(&meta.tenant, decision)
+                        .await?;
+                }
                 self.execute::<Opportunity>(meta, id, command).await
             }
         }
@@ -353,6 +363,29 @@ impl<S: EventStore + KeyStore> FeedbackLoop<S> {
         }
         self.execute::<Opportunity>(meta, opportunity, command)
             .await
+    }
+
+    /// A triage that names a decision must name one in force (accepted), so the `decided_by`
+    /// edge it records points at a real decision.
+    async fn require_accepted_decision(
+        &self,
+        tenant: &TenantId,
+        decision: &EntityId,
+    ) -> Result<(), ServiceError> {
+        let state = self.state::<Decision>(tenant, decision).await?;
+        match state.status {
+            Some(DecisionStatus::Accepted) => Ok(()),
+            None => Err(ServiceError::Refused(DomainError::field(
+                Rule::DecisionNotInForce,
+                "decision",
+                format!("no decision {decision}"),
+            ))),
+            Some(status) => Err(ServiceError::Refused(DomainError::field(
+                Rule::DecisionNotInForce,
+                "decision",
+                format!("decision {decision} is {status}, not accepted"),
+            ))),
+        }
     }
 
     async fn mark_duplicate(

@@ -766,3 +766,52 @@ async fn a_long_idempotency_key_still_finishes_every_step() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_triage_must_name_an_accepted_decision() {
+    let w = world();
+    let m = meta("user:cto");
+    w.service
+        .opportunity(&m, &id("o1"), create("o1", "x"))
+        .await
+        .unwrap();
+    let decline = |decision: &str| {
+        OpportunityCommand::Triage(Triage::Decline {
+            reason: "not now".into(),
+            decision: id(decision),
+        })
+    };
+    let error = w
+        .service
+        .opportunity(&m, &id("o1"), decline("d1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ServiceError::Refused(e) if e.rule == Rule::DecisionNotInForce),
+        "{error}"
+    );
+    w.service
+        .decision(&m, &id("d1"), decision("d1", "decline o1", None))
+        .await
+        .unwrap();
+    let error = w
+        .service
+        .opportunity(&m, &id("o1"), decline("d1"))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("proposed"), "{error}");
+    w.service
+        .decision(&m, &id("d1"), DecisionCommand::Accept)
+        .await
+        .unwrap();
+    w.service
+        .opportunity(&m, &id("o1"), decline("d1"))
+        .await
+        .unwrap();
+    let state = w
+        .service
+        .state::<Opportunity>(&m.tenant, &id("o1"))
+        .await
+        .unwrap();
+    assert_eq!(state.status, Some(OpportunityStatus::Declined));
+}
