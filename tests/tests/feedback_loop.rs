@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use cairn_e2e::{LoopClients, Server, read_all, rule_of};
+use cairn_e2e::{CliOutput, LoopClients, Server, read_all, rule_of, run_cairn};
 use cairn_grpc::proto;
 use proto::{
     DecisionStatus as DS, EntityKind as Kind, FeedbackStatus as FS, InitiativeStatus as IS,
@@ -4808,6 +4808,91 @@ async fn every_question_is_answered_now_as_of_earlier_and_after_a_restart() -> R
         "{} answers differ from what the test recorded:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+    Ok(())
+}
+
+/// Runs `cairn demo` against `url`, off the async workers (it takes seconds).
+async fn demo(url: &str) -> Result<CliOutput> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || run_cairn(["demo", "--server", url.as_str()])).await?
+}
+
+/// The position `cairn demo` says its answers reflect ("... as of ledger position N").
+fn demo_position(output: &CliOutput) -> Result<u64> {
+    let marker = "as of ledger position ";
+    let at = output
+        .stdout
+        .find(marker)
+        .with_context(|| format!("cairn demo names no position:\n{output}"))?;
+    let digits: String = output.stdout[at + marker.len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse()
+        .with_context(|| format!("cairn demo's position {digits:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cairn_demo_loads_its_data_set_once_and_a_second_run_records_nothing() -> Result<()> {
+    let server = Server::start_temp(&[])?;
+    let c = server.loop_clients().await?;
+    // Without --policies the server scores with its built-in copy of the repository's policies.
+    let (active, rules) = repository_policy()?;
+    let spec = repository_models()
+        .into_iter()
+        .find(|m| m.name == active)
+        .with_context(|| format!("policy.toml makes {active} active, a model the test lacks"))?;
+    check_models(&c, &spec, &rules).await?;
+    let head = || async {
+        Ok::<u64, anyhow::Error>(
+            c.ledger
+                .clone()
+                .get_log_info(proto::GetLogInfoRequest {})
+                .await?
+                .into_inner()
+                .head_position,
+        )
+    };
+
+    let first = demo(&server.url()).await?;
+    ensure!(
+        first.status.success(),
+        "the first cairn demo failed:\n{first}"
+    );
+    let loaded = head().await?;
+    ensure!(
+        loaded > 0,
+        "the first cairn demo recorded nothing:\n{first}"
+    );
+    ensure!(
+        demo_position(&first)? == loaded,
+        "the first cairn demo answered as of {}, the head is {loaded}",
+        demo_position(&first)?
+    );
+
+    let second = demo(&server.url()).await?;
+    ensure!(
+        second.status.success(),
+        "the second cairn demo failed:\n{second}"
+    );
+    let again = head().await?;
+    ensure!(
+        again == loaded,
+        "the second cairn demo recorded {} records (head {loaded} -> {again}):\n{second}",
+        again - loaded
+    );
+    ensure!(
+        demo_position(&second)? == loaded,
+        "the second cairn demo answered as of {}, the head is {loaded}",
+        demo_position(&second)?
+    );
+    // It says so too (the head above is what shows it).
+    ensure!(
+        second.stdout.contains("nothing new was recorded")
+            && !first.stdout.contains("nothing new was recorded"),
+        "cairn demo does not tell a first load from a repeated one:\n{first}\n{second}"
     );
     Ok(())
 }
