@@ -4,8 +4,13 @@
 //! written as one atomic sled batch together with the applied position, so a crash never leaves
 //! views and position out of step.
 //!
-//! Every record also writes a version of what it changed, keyed by its position, so a query as of
-//! any position is exact (see `query`).
+//! When a record changes an entity, the view it replaces goes to the entity's history, keyed by
+//! the position of the record that made it (an opportunity record also adds to its score and
+//! status histories when those change), so a query as of any position is exact (see `query`):
+//! the history holds every superseded version, the current view the latest. A batch writes each history's new entries as chunks of
+//! up to [`HISTORY_CHUNK_ENTRIES_MAX`] entries under one key (the position of the first), so a
+//! rebuild in large batches writes about one history key per entity per batch rather than one
+//! per record: sled's cost is per key.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -23,9 +28,18 @@ use serde::de::DeserializeOwned;
 use crate::error::ProjectionError;
 use crate::keys::{self, EdgeEnd};
 use crate::views::{
-    AgedOutView, DecisionView, FeedbackView, InitiativeView, MilestoneView, OpportunityView,
-    RankEntry, SignalView,
+    AgedOutView, DecisionView, FeedbackView, InitiativeView, MilestoneView, OpportunityState,
+    OpportunityView, RankEntry, SignalView,
 };
+
+/// Most entries in one stored chunk of a history.
+pub(crate) const HISTORY_CHUNK_ENTRIES_MAX: usize = 256;
+/// Most bytes of entries in one stored chunk of a history (a single larger entry is a chunk of
+/// its own).
+pub(crate) const HISTORY_CHUNK_BYTES_MAX: usize = 32 * 1024;
+
+/// A stored chunk of a history: (position, entry) in position order.
+pub(crate) type HistoryChunk = Vec<(u64, Vec<u8>)>;
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("views always encode")
@@ -85,17 +99,62 @@ macro_rules! stored_view {
         }
     };
 }
+/// A view that changes: what of it its history keeps.
+pub(crate) trait Versioned: StoredView {
+    /// The history entry of this view (the whole view, or what changes of it).
+    fn version(&self) -> Vec<u8>;
+    /// The view as of a history entry, given the current view (for what never changes).
+    fn at_version(current: Self, version: &[u8]) -> Result<Self, ProjectionError>;
+}
+
+macro_rules! whole_versions {
+    ($($view:ty),*) => {$(
+        impl Versioned for $view {
+            fn version(&self) -> Vec<u8> {
+                encode(self)
+            }
+            fn at_version(_current: Self, version: &[u8]) -> Result<Self, ProjectionError> {
+                decode(version)
+            }
+        }
+    )*};
+}
+whole_versions!(FeedbackView, SignalView, DecisionView, InitiativeView);
+
+impl Versioned for OpportunityView {
+    /// Only what changes after creation (see `OpportunityState`).
+    fn version(&self) -> Vec<u8> {
+        encode(&self.state())
+    }
+    fn at_version(current: Self, version: &[u8]) -> Result<Self, ProjectionError> {
+        Ok(current.with_state(decode::<OpportunityState>(version)?))
+    }
+}
+
 stored_view!(FeedbackView, Feedback, last_position);
 stored_view!(SignalView, Signal, position);
 stored_view!(OpportunityView, Opportunity, last_position);
 stored_view!(DecisionView, Decision, last_position);
 stored_view!(InitiativeView, Initiative, last_position);
 
+/// How one opportunity's place in the rankings changes over a batch: only the net change is
+/// written (a hot opportunity rescored a hundred times in a batch moves once).
+struct RankChange {
+    /// Its place when the batch started: team and score, if ranked.
+    before: Option<(Team, f64)>,
+    /// Its place after the batch's last record, if ranked.
+    after: Option<(Team, f64, RankEntry)>,
+}
+
 /// The changes of one batch, over the tree.
 pub(crate) struct Overlay<'t> {
     tree: &'t sled::Tree,
     /// Current views the batch changed, by their `c` key.
     views: HashMap<Vec<u8>, AnyView>,
+    /// New history entries, by history prefix, in position order.
+    histories: HashMap<Vec<u8>, Vec<(Position, Vec<u8>)>>,
+    /// Ranking changes, by (tenant, opportunity id).
+    ranking: HashMap<(String, String), RankChange>,
     /// Every other key the batch changed (`None`: removed).
     changes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
@@ -105,8 +164,17 @@ impl<'t> Overlay<'t> {
         Overlay {
             tree,
             views: HashMap::new(),
+            histories: HashMap::new(),
+            ranking: HashMap::new(),
             changes: BTreeMap::new(),
         }
+    }
+
+    fn push_history(&mut self, prefix: Vec<u8>, position: Position, entry: Vec<u8>) {
+        self.histories
+            .entry(prefix)
+            .or_default()
+            .push((position, entry));
     }
 
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ProjectionError> {
@@ -124,10 +192,6 @@ impl<'t> Overlay<'t> {
         self.changes.insert(key, Some(value));
     }
 
-    fn remove(&mut self, key: Vec<u8>) {
-        self.changes.insert(key, None);
-    }
-
     /// Takes a current view out of the overlay (or reads it from the tree), to change it and put
     /// it back with [`Overlay::put_view`].
     fn take_view<T: StoredView>(&mut self, key: &[u8]) -> Result<Option<T>, ProjectionError> {
@@ -143,19 +207,60 @@ impl<'t> Overlay<'t> {
         }
     }
 
-    fn has_view(&self, key: &[u8]) -> Result<bool, ProjectionError> {
-        Ok(self.views.contains_key(key) || self.tree.contains_key(key)?)
-    }
-
     fn put_view<T: StoredView>(&mut self, key: Vec<u8>, view: T) {
         self.views.insert(key, view.wrap());
     }
 
-    /// The batch: every change, each dirty view encoded once, and the applied position.
+    /// The batch: every change, each dirty view encoded once, the histories' new chunks, the
+    /// net ranking changes, and the applied position.
     pub(crate) fn into_batch(self, applied: Position) -> sled::Batch {
         let mut batch = sled::Batch::default();
         for (key, view) in self.views {
             batch.insert(key, view.encode());
+        }
+        for (prefix, entries) in self.histories {
+            let mut chunk: HistoryChunk = Vec::new();
+            let mut chunk_bytes = 0;
+            let mut first = Position::ZERO;
+            for (position, entry) in entries {
+                let full = chunk.len() == HISTORY_CHUNK_ENTRIES_MAX
+                    || (!chunk.is_empty() && chunk_bytes + entry.len() > HISTORY_CHUNK_BYTES_MAX);
+                if full {
+                    batch.insert(
+                        keys::with_position(prefix.clone(), first),
+                        encode(&std::mem::take(&mut chunk)),
+                    );
+                    chunk_bytes = 0;
+                }
+                if chunk.is_empty() {
+                    first = position;
+                }
+                chunk_bytes += entry.len();
+                chunk.push((position.0, entry));
+            }
+            if !chunk.is_empty() {
+                batch.insert(keys::with_position(prefix, first), encode(&chunk));
+            }
+        }
+        for ((tenant, id), change) in self.ranking {
+            let places = |team: &Team, score: f64| {
+                [None, Some(team.as_str())].map(|team| keys::ranking(&tenant, team, score, &id))
+            };
+            let after = change
+                .after
+                .map(|(team, score, entry)| (places(&team, score), encode(&entry)));
+            if let Some((team, score)) = change.before {
+                for key in places(&team, score) {
+                    if after.as_ref().is_none_or(|(keys, _)| !keys.contains(&key)) {
+                        batch.remove(key);
+                    }
+                }
+            }
+            if let Some((keys, entry)) = after {
+                for key in keys {
+                    batch.insert(key, entry.clone());
+                }
+            }
         }
         for (key, value) in self.changes {
             match value {
@@ -254,14 +359,16 @@ impl Applier<'_, '_> {
         Ok(())
     }
 
-    /// Starts the view of an entity this record creates.
+    /// Starts the view of an entity this record creates. A creation is its stream's first
+    /// record, and stream versions are gapless, so a second creation cannot go unnoticed.
     fn created<T: StoredView>(&mut self) -> Result<(), ProjectionError> {
-        if self.overlay.has_view(&self.current_key(T::KIND))? {
+        if self.stream_version != StreamVersion(1) {
             return Err(ProjectionError::Corrupt(format!(
-                "record at position {} creates {}/{}, which exists already",
+                "record at position {} creates {}/{} at stream version {}",
                 self.position,
                 T::KIND,
-                self.id
+                self.id,
+                self.stream_version.0
             )));
         }
         self.overlay.put(
@@ -271,28 +378,27 @@ impl Applier<'_, '_> {
         Ok(())
     }
 
-    /// The view of an entity this record changes.
-    fn existing<T: StoredView>(&mut self) -> Result<T, ProjectionError> {
+    /// The view of an entity this record changes; the view it had goes to its history.
+    fn existing<T: Versioned>(&mut self) -> Result<T, ProjectionError> {
         let key = self.current_key(T::KIND);
-        self.overlay.take_view(&key)?.ok_or_else(|| {
+        let view: T = self.overlay.take_view(&key)?.ok_or_else(|| {
             ProjectionError::Corrupt(format!(
                 "record at position {} changes {}/{} before it exists",
                 self.position,
                 T::KIND,
                 self.id
             ))
-        })
+        })?;
+        self.overlay.push_history(
+            keys::version_prefix(T::KIND, self.tenant, self.id.as_str()),
+            view.last_position(),
+            view.version(),
+        );
+        Ok(view)
     }
 
-    /// Stores the current view and its version at this position.
+    /// Stores the current view.
     fn store<T: StoredView>(&mut self, view: T) {
-        self.overlay.put(
-            keys::with_position(
-                keys::version_prefix(T::KIND, self.tenant, self.id.as_str()),
-                self.position,
-            ),
-            encode(&view),
-        );
         self.overlay.put_view(self.current_key(T::KIND), view);
     }
 
@@ -367,33 +473,38 @@ impl Applier<'_, '_> {
         Ok(())
     }
 
-    /// Moves an opportunity in the ranking indexes (tenant-wide and per team): out of its old
-    /// place if it was ranked, into its new one if it is.
+    /// Notes an opportunity's place in the rankings after this record (tenant-wide and per
+    /// team; ranked when in a ranked status and scored). `before` is its status and score before
+    /// the record; the batch writes only where it was when the batch started and where it ends.
     fn rank(&mut self, before: Option<(OpportunityStatus, Option<f64>)>, view: &OpportunityView) {
-        let places = |team: &Team, score: f64| {
-            [None, Some(team.as_str())]
-                .map(|team| keys::ranking(self.tenant, team, score, view.id.as_str()))
+        let after = match (view.score, view.score_position) {
+            (Some(score), Some(score_position)) if view.status.is_ranked() => Some((
+                view.team.clone(),
+                score,
+                RankEntry {
+                    title: view.title.clone(),
+                    team: view.team.clone(),
+                    status: view.status,
+                    score_position,
+                },
+            )),
+            _ => None,
         };
-        if let Some((status, Some(score))) = before
-            && status.is_ranked()
-        {
-            for key in places(&view.team, score) {
-                self.overlay.remove(key);
-            }
-        }
-        if let (Some(score), Some(score_position)) = (view.score, view.score_position)
-            && view.status.is_ranked()
-        {
-            let entry = encode(&RankEntry {
-                title: view.title.clone(),
-                team: view.team.clone(),
-                status: view.status,
-                score_position,
+        let key = (self.tenant.to_owned(), view.id.as_str().to_owned());
+        let change = self
+            .overlay
+            .ranking
+            .entry(key)
+            .or_insert_with(|| RankChange {
+                before: match before {
+                    Some((status, Some(score))) if status.is_ranked() => {
+                        Some((view.team.clone(), score))
+                    }
+                    _ => None,
+                },
+                after: None,
             });
-            for key in places(&view.team, score) {
-                self.overlay.put(key, entry.clone());
-            }
-        }
+        change.after = after;
     }
 
     /// Counts a vote: the principal's latest replaces their earlier one. A vote absorbed from a
@@ -507,11 +618,9 @@ impl Applier<'_, '_> {
             OpportunityEvent::Scored(snapshot) => {
                 view.score = Some(snapshot.value);
                 view.score_position = Some(self.position);
-                self.overlay.put(
-                    keys::with_position(
-                        keys::score_prefix(self.tenant, self.id.as_str()),
-                        self.position,
-                    ),
+                self.overlay.push_history(
+                    keys::score_prefix(self.tenant, self.id.as_str()),
+                    self.position,
                     snapshot.value.to_bits().to_be_bytes().to_vec(),
                 );
             }
@@ -553,25 +662,14 @@ impl Applier<'_, '_> {
         view.stream_version = self.stream_version;
         view.last_position = self.position;
         if before.is_none_or(|(status, _)| status != view.status) {
-            self.overlay.put(
-                keys::with_position(
-                    keys::status_prefix(self.tenant, self.id.as_str()),
-                    self.position,
-                ),
+            self.overlay.push_history(
+                keys::status_prefix(self.tenant, self.id.as_str()),
+                self.position,
                 encode(&view.status),
             );
         }
         self.rank(before, &view);
-        // The version holds only what changes after creation (see `OpportunityState`).
-        self.overlay.put(
-            keys::with_position(
-                keys::version_prefix(EntityKind::Opportunity, self.tenant, self.id.as_str()),
-                self.position,
-            ),
-            encode(&view.state()),
-        );
-        self.overlay
-            .put_view(self.current_key(EntityKind::Opportunity), view);
+        self.store(view);
         Ok(())
     }
 

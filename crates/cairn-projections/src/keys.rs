@@ -3,16 +3,20 @@
 //! validated). Positions are big-endian, so a range scan walks them in ledger order. One tree, so
 //! one `sled::Batch` changes views, indexes and the applied position atomically.
 //!
+//! A history chunk is a postcard list of (position, entry), in position order, keyed by the
+//! position of its first entry; chunks of one history never overlap, so the entry in force at
+//! `P` is in the last chunk whose key is at or before `P`.
+//!
 //! | prefix | key | value |
 //! |---|---|---|
 //! | `m` | `applied`, `format` | the last applied position; the layout version |
 //! | `c` kind | tenant, id | the entity's current view |
-//! | `v` kind | tenant, id, position | the entity after the record at that position (for an opportunity, only what changes after creation: `OpportunityState`; none for a signal, which never changes) |
+//! | `v` kind | tenant, id, position | history chunk: the views the entity's later records replaced, each keyed by the record that made it (for an opportunity, only what changes after creation: `OpportunityState`; a signal never changes) |
 //! | `n` kind | tenant, position | the id of the entity created at that position (lists, in ledger order) |
 //! | `r` | tenant, score (descending order), id | a ranked opportunity now (`RankEntry`) |
 //! | `R` | tenant, team, score (descending order), id | the same, per team |
-//! | `h` | tenant, id, position | the score recorded at that position |
-//! | `s` | tenant, id, position | the opportunity status entered at that position |
+//! | `h` | tenant, id, position | history chunk: the scores recorded from that position on |
+//! | `s` | tenant, id, position | history chunk: the opportunity statuses entered from that position on |
 //! | `V` | tenant, opportunity, principal | the principal's latest vote (weight, time) |
 //! | `e` | tenant, from, relation, to | the position that first recorded the edge |
 //! | `E` | tenant, to, relation, from | the same edge, indexed by its `to` end |

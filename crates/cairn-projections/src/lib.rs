@@ -37,6 +37,11 @@ pub use views::{
 /// Most records [`Projections::follow`] and [`Projections::catch_up`] apply in one sled batch.
 pub const APPLY_BATCH_RECORDS_MAX: usize = 4096;
 
+/// Most records [`Projections::rebuild`] applies in one sled batch. Larger batches write fewer
+/// keys (each entity's view and history chunk once per batch, however many of its records the
+/// batch holds); the batch and its overlay are held in memory (about a kilobyte per record).
+pub const CATCH_UP_BATCH_RECORDS_MAX: usize = 65_536;
+
 /// How long [`Projections::open`] waits for the lock of a directory just closed in this process.
 const OPEN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -288,12 +293,11 @@ impl Projections {
         self: &Arc<Self>,
         store: &S,
     ) -> Result<Position, ProjectionError> {
-        let page = APPLY_BATCH_RECORDS_MAX;
-        let mut records = store.read_all(self.applied().next(), page).await?;
+        let mut records = read_batch(store, self.applied().next()).await?;
         while let Some(last) = records.last() {
             let next = last.position().next();
             let (applied, read) =
-                tokio::join!(self.apply_blocking(records), store.read_all(next, page));
+                tokio::join!(self.apply_blocking(records), read_batch(store, next));
             applied?;
             records = read?;
         }
@@ -338,6 +342,25 @@ impl Drop for Projections {
             tracing::warn!(%error, "the projections could not be flushed on close");
         }
     }
+}
+
+/// Up to [`CATCH_UP_BATCH_RECORDS_MAX`] records from `from`, read a page at a time.
+async fn read_batch<S: EventStore + ?Sized>(
+    store: &S,
+    from: Position,
+) -> Result<Vec<Arc<Record>>, ProjectionError> {
+    let mut records: Vec<Arc<Record>> = Vec::new();
+    while records.len() < CATCH_UP_BATCH_RECORDS_MAX {
+        let next = records.last().map_or(from, |r| r.position().next());
+        let wanted =
+            (CATCH_UP_BATCH_RECORDS_MAX - records.len()).min(store_limits::READ_RECORDS_MAX);
+        let page = store.read_all(next, wanted).await?;
+        if page.is_empty() {
+            break;
+        }
+        records.extend(page);
+    }
+    Ok(records)
 }
 
 fn worker_failed(error: tokio::task::JoinError) -> ProjectionError {

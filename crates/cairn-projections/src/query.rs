@@ -1,9 +1,10 @@
 //! The questions the read models answer, each as of a position (the applied one by default) and
 //! each stamped with the position it reflects.
 //!
-//! As of: every view records the last position that changed it, and every change is also kept as
-//! a version keyed by its position. The view as of `P` is the current view when it did not change
-//! after `P`, and otherwise the newest version at or before `P` (one range lookup). Histories,
+//! As of: every view records the last position that changed it, and every view a record replaced
+//! is kept in the entity's history, keyed by the position of the record that made it. The view as
+//! of `P` is the current view when it did not change after `P`, and otherwise the newest history
+//! entry at or before `P` (one range lookup and one chunk decode). Histories,
 //! edges and aged-out entries carry their positions and are filtered by them. Answers are
 //! therefore exact for their stamp even while the follower writes new batches. The ranking of
 //! "now" reads a score-ordered index that is not versioned; it is read under a write sequence
@@ -19,12 +20,12 @@ use cairn_domain::{Edge, EntityId, EntityKind, EntityRef, PrincipalId, Relation,
 use cairn_ledger::Position;
 
 use crate::Projections;
-use crate::apply::{StoredView, decode};
+use crate::apply::{HistoryChunk, StoredView, Versioned, decode};
 use crate::error::ProjectionError;
 use crate::keys::{self, EdgeEnd};
 use crate::views::{
-    AgedOutView, AtPosition, DecisionView, EdgeView, FeedbackView, InitiativeView,
-    OpportunityState, OpportunityView, Page, RankEntry, Ranked, SignalView,
+    AgedOutView, AtPosition, DecisionView, EdgeView, FeedbackView, InitiativeView, OpportunityView,
+    Page, RankEntry, Ranked, SignalView,
 };
 
 /// Largest page of a list, and largest `limit` of a ranking.
@@ -168,29 +169,6 @@ pub struct InitiativeFilter {
     pub opportunity: Option<EntityId>,
 }
 
-/// A view with versions: how a stored version turns back into the view.
-trait Versioned: StoredView {
-    /// The view as of a version, given the current view (for what never changes).
-    fn at_version(current: Self, version: &[u8]) -> Result<Self, ProjectionError>;
-}
-
-macro_rules! whole_versions {
-    ($($view:ty),*) => {$(
-        impl Versioned for $view {
-            fn at_version(_current: Self, version: &[u8]) -> Result<Self, ProjectionError> {
-                decode(version)
-            }
-        }
-    )*};
-}
-whole_versions!(FeedbackView, SignalView, DecisionView, InitiativeView);
-
-impl Versioned for OpportunityView {
-    fn at_version(current: Self, version: &[u8]) -> Result<Self, ProjectionError> {
-        Ok(current.with_state(decode::<OpportunityState>(version)?))
-    }
-}
-
 fn invalid(field: &'static str, reason: String) -> ProjectionError {
     ProjectionError::InvalidArgument { field, reason }
 }
@@ -246,14 +224,10 @@ impl Projections {
         match current {
             None => Ok(None),
             Some(view) if view.last_position() <= at => Ok(Some(view)),
-            Some(view) => {
-                let prefix = keys::version_prefix(T::KIND, tenant, id);
-                let end = keys::with_position(prefix.clone(), at);
-                match self.tree.range(prefix..=end).next_back() {
-                    Some(entry) => Ok(Some(T::at_version(view, &entry?.1)?)),
-                    None => Ok(None),
-                }
-            }
+            Some(view) => match self.history_last(keys::version_prefix(T::KIND, tenant, id), at)? {
+                Some((_, version)) => Ok(Some(T::at_version(view, &version)?)),
+                None => Ok(None),
+            },
         }
     }
 
@@ -669,7 +643,7 @@ impl Projections {
         Ok(at(statuses, position))
     }
 
-    /// The entries under `prefix` keyed by a position up to `at`.
+    /// The entries of the history under `prefix` up to `at`, oldest first.
     fn history(
         &self,
         prefix: Vec<u8>,
@@ -677,13 +651,34 @@ impl Projections {
     ) -> Result<Vec<(Position, Vec<u8>)>, ProjectionError> {
         let end = keys::with_position(prefix.clone(), at);
         let mut entries = Vec::new();
-        for entry in self.tree.range(prefix..=end) {
-            let (key, value) = entry?;
-            let position = keys::position_suffix(&key)
-                .ok_or_else(|| ProjectionError::Corrupt("a history key is too short".into()))?;
-            entries.push((position, value.to_vec()));
+        for chunk in self.tree.range(prefix..=end) {
+            let chunk: HistoryChunk = decode(&chunk?.1)?;
+            entries.extend(
+                chunk
+                    .into_iter()
+                    .take_while(|(position, _)| *position <= at.0)
+                    .map(|(position, entry)| (Position(position), entry)),
+            );
         }
         Ok(entries)
+    }
+
+    /// The newest entry of the history under `prefix` at or before `at`.
+    fn history_last(
+        &self,
+        prefix: Vec<u8>,
+        at: Position,
+    ) -> Result<Option<(Position, Vec<u8>)>, ProjectionError> {
+        let end = keys::with_position(prefix.clone(), at);
+        let Some(chunk) = self.tree.range(prefix..=end).next_back() else {
+            return Ok(None);
+        };
+        let chunk: HistoryChunk = decode(&chunk?.1)?;
+        Ok(chunk
+            .into_iter()
+            .take_while(|(position, _)| *position <= at.0)
+            .last()
+            .map(|(position, entry)| (Position(position), entry)))
     }
 
     /// Opportunities that aged out with a ledger recording time in `[from, to)` (the sweep's

@@ -729,6 +729,35 @@ async fn a_record_the_domain_never_wrote_stops_the_projection_at_its_position() 
     assert_eq!(p.applied(), Position::ZERO, "the batch is all or nothing");
     p.apply(&records[..garbage.0 as usize - 1]).unwrap();
 
+    // A creation that is not its stream's first record.
+    let mut d2 = Driver::new();
+    steps::opportunity(&mut d2, T, "o-1", "platform").await;
+    let (state, _) = d2
+        .state::<cairn_domain::opportunity::Opportunity>(T, "o-1")
+        .await;
+    let created =
+        cairn_domain::Event::Opportunity(cairn_domain::opportunity::OpportunityEvent::Created {
+            id: id("o-1"),
+            draft: state.draft.unwrap(),
+            created_at: Time(0),
+        })
+        .encode();
+    let again = d2
+        .raw_domain(
+            T,
+            EntityKind::Opportunity,
+            "o-1",
+            created.event_type,
+            created.clear,
+        )
+        .await;
+    match Projections::temporary().unwrap().apply(&d2.records().await) {
+        Err(ProjectionError::Corrupt(message)) => {
+            assert!(message.contains(&again.to_string()), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+
     // A well-formed event for an opportunity that was never created.
     let mut d = Driver::new();
     let vote = cairn_domain::Event::Opportunity(cairn_domain::opportunity::OpportunityEvent::Woke);
@@ -858,4 +887,51 @@ async fn a_follower_cut_off_by_a_burst_resubscribes_and_catches_up() {
     assert_eq!(view.voters, burst.div_ceil(1000) as u64);
     stop.send(true).unwrap();
     follower.await.unwrap().unwrap();
+}
+
+/// A hot opportunity: hundreds of votes, each rescoring it, in one batch, so its history is
+/// stored in several chunks; every answer as of every position is still exact.
+#[tokio::test]
+async fn a_hot_opportunity_is_exact_as_of_every_position() {
+    let mut d = Driver::new();
+    steps::opportunity(&mut d, T, "o-hot", "platform").await;
+    for n in 0..700 {
+        if n == 350 {
+            steps::on_opportunity(&mut d, T, "o-hot", OpportunityCommand::StartReview).await;
+        }
+        steps::vote(&mut d, T, "o-hot", &format!("u-{}", n % 500), 1 + n % 3).await;
+    }
+    let records = d.records().await;
+    assert!(records.len() > 1_300);
+    let p = Projections::temporary().unwrap();
+    p.apply(&records).unwrap();
+    let mut oracle = Oracle::default();
+    for record in &records {
+        oracle.apply(record);
+        let at = Some(record.position());
+        assert_eq!(
+            p.opportunity(T, "o-hot", at).unwrap().value,
+            oracle.opportunity(T, "o-hot"),
+            "as of {}",
+            record.position()
+        );
+    }
+    let key = (T.to_owned(), "o-hot".to_owned());
+    for at in [1, 2, 3, 500, 701, 702, 1_000, records.len() as u64] {
+        let folded = Oracle::fold(&records, Position(at));
+        assert_eq!(
+            p.score_history(T, "o-hot", Some(Position(at)))
+                .unwrap()
+                .value,
+            folded.scores.get(&key).cloned().unwrap_or_default()
+        );
+        assert_eq!(
+            p.status_history(T, "o-hot", Some(Position(at)))
+                .unwrap()
+                .value,
+            folded.statuses.get(&key).cloned().unwrap_or_default()
+        );
+    }
+    let view = p.opportunity(T, "o-hot", None).unwrap().value.unwrap();
+    assert_eq!(view.voters, 500);
 }

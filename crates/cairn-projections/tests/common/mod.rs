@@ -351,7 +351,9 @@ impl Oracle {
         oracle
     }
 
-    fn apply(&mut self, record: &Record) {
+    /// Folds one more record (the next position).
+    pub fn apply(&mut self, record: &Record) {
+        self.at = record.position();
         let Some(event) = decode(record) else {
             return;
         };
