@@ -2145,6 +2145,23 @@ impl Recorder {
                 page_token: String::new(),
             }),
         };
+        // AgeOut takes its candidates from the read models as they stand, without waiting for
+        // the head: read the head first, so the sweep examines what the book says is open.
+        self.c
+            .prioritization
+            .clone()
+            .get_ranking(proto::GetRankingRequest {
+                tenant: TENANT.to_owned(),
+                read: Some(proto::ReadOptions {
+                    as_of_position: None,
+                    at_least_position: Some(self.w.head),
+                    include_personal: false,
+                }),
+                team: String::new(),
+                limit: 1,
+            })
+            .await
+            .map_err(|s| refused("GetRanking before the sweep", s))?;
         let sweep_start = now_micros();
         let candidates: Vec<String> = self
             .w
@@ -2316,6 +2333,18 @@ answers!(
     proto::WhyResponse,
     proto::WhatHappenedResponse,
 );
+
+/// Every error of several checks, or Ok.
+fn all(results: impl IntoIterator<Item = Result<()>>) -> Result<()> {
+    let errors: Vec<String> = results
+        .into_iter()
+        .filter_map(|result| result.err().map(|error| format!("{error:#}")))
+        .collect();
+    match errors.is_empty() {
+        true => Ok(()),
+        false => Err(anyhow!(errors.join("\n"))),
+    }
+}
 
 fn close(got: f64, expected: f64) -> bool {
     (got - expected).abs() <= 1e-9 * expected.abs().max(1.0)
@@ -2600,6 +2629,42 @@ impl<'a> Reader<'a> {
             );
         }
         Ok(())
+    }
+
+    /// One piece of ExplainRank's evidence: what it observed, when and by which record it was
+    /// attached to opportunity `id`, and the feedback item as this reader may see it.
+    fn evidence_detail(
+        &self,
+        what: &str,
+        id: &str,
+        detail: &proto::EvidenceDetail,
+        book: &EvidenceBook,
+    ) -> Result<()> {
+        let evidence = detail.evidence.as_ref().context("no evidence")?;
+        ensure!(
+            book.attached.holds(evidence.attached_at_micros)
+                && evidence.observation == book.observation,
+            "{what}: evidence {evidence:?}, expected {book:?}"
+        );
+        let attached = detail.attached.as_ref().context("no attaching record")?;
+        self.provenance(what, attached)?;
+        ensure!(
+            attached.position == book.attached_position,
+            "{what}: {} attached by the record at {}, expected {} (on {id})",
+            book.reference,
+            attached.position,
+            book.attached_position
+        );
+        match book.reference.kind {
+            Kind::Feedback => {
+                let item = detail.feedback.as_ref().context("no feedback item")?;
+                self.feedback_item(what, &book.reference.id, item, false)
+            }
+            _ => {
+                ensure!(detail.feedback.is_none(), "{what}: a signal with feedback");
+                Ok(())
+            }
+        }
     }
 
     /// GetFeedback of every item.
@@ -2893,30 +2958,14 @@ impl<'a> Reader<'a> {
                     "{what}: evidence {got:?} of {}, expected {wanted:?}",
                     answer.evidence_count
                 );
-                for (detail, book) in answer.evidence.iter().zip(expected) {
-                    let evidence = detail.evidence.as_ref().context("no evidence")?;
-                    ensure!(
-                        book.attached.holds(evidence.attached_at_micros)
-                            && evidence.observation == book.observation,
-                        "{what}: evidence {evidence:?}, expected {book:?}"
-                    );
-                    let attached = detail.attached.as_ref().context("no attaching record")?;
-                    self.provenance(&what, attached)?;
-                    ensure!(
-                        attached.position == book.attached_position,
-                        "{what}: {} attached by the record at {}, expected {} (on {id})",
-                        book.reference,
-                        attached.position,
-                        book.attached_position
-                    );
-                    match book.reference.kind {
-                        Kind::Feedback => {
-                            let item = detail.feedback.as_ref().context("no feedback item")?;
-                            self.feedback_item(&what, &book.reference.id, item, false)?;
-                        }
-                        _ => ensure!(detail.feedback.is_none(), "{what}: a signal with feedback"),
-                    }
-                }
+                // Every piece is checked, so one wrong piece does not hide another.
+                let pieces: Vec<Result<()>> = answer
+                    .evidence
+                    .iter()
+                    .zip(expected)
+                    .map(|(detail, book)| self.evidence_detail(&what, id, detail, book))
+                    .collect();
+                all(pieces)?;
                 Ok(())
             }
             .await;
@@ -3148,11 +3197,7 @@ impl<'a> Reader<'a> {
                         "{what}: initiatives {initiatives:?}, expected {expected:?}"
                     );
                 }
-                match (item, led_to) {
-                    (Ok(()), Ok(())) => Ok(()),
-                    (Err(error), Ok(())) | (Ok(()), Err(error)) => Err(error),
-                    (Err(item), Err(led_to)) => Err(anyhow!("{item:#}\n{led_to:#}")),
-                }
+                all([item, led_to])
             }
             .await;
             self.note(result);
@@ -3641,41 +3686,46 @@ impl<'a> Reader<'a> {
             self.note(result);
         }
         // A graph cut short by its node count.
-        let root = Ent::opportunity("o-flaky");
-        let full = w.walk(&root, Walk::Both, 3);
-        let what = self.what("Graph of o-flaky both ways to depth 3, at most 3 nodes");
-        let answer = self
-            .c
-            .lineage
-            .graph(proto::GraphRequest {
-                tenant: TENANT.to_owned(),
-                read: self.read(false),
-                root: Some(root.to_proto()),
-                direction: proto::LineageDirection::Both as i32,
-                depth: 3,
-                max_nodes: 3,
-                relations: Vec::new(),
-            })
-            .await
-            .map_err(|s| refused(&what, s))?
-            .into_inner();
-        self.keep(&what, &answer)?;
-        let got: Vec<(Ent, u32)> = answer
-            .nodes
-            .iter()
-            .filter_map(|n| {
-                let entity = n.summary.as_ref()?.entity.as_ref()?;
-                Some((Ent::of(entity), n.depth))
-            })
-            .collect();
-        ensure!(
-            got.len() == 3.min(full.len())
-                && answer.truncated == (full.len() > 3)
-                && got.first().map(|(e, _)| e) == Some(&root)
-                && got.iter().all(|(e, d)| full.get(e) == Some(d)),
-            "{what}: {got:?} truncated {}, from {full:?}",
-            answer.truncated
-        );
+        let result: Result<()> = async {
+            let root = Ent::opportunity("o-flaky");
+            let full = w.walk(&root, Walk::Both, 3);
+            let what = self.what("Graph of o-flaky both ways to depth 3, at most 3 nodes");
+            let answer = self
+                .c
+                .lineage
+                .graph(proto::GraphRequest {
+                    tenant: TENANT.to_owned(),
+                    read: self.read(false),
+                    root: Some(root.to_proto()),
+                    direction: proto::LineageDirection::Both as i32,
+                    depth: 3,
+                    max_nodes: 3,
+                    relations: Vec::new(),
+                })
+                .await
+                .map_err(|s| refused(&what, s))?
+                .into_inner();
+            self.keep(&what, &answer)?;
+            let got: Vec<(Ent, u32)> = answer
+                .nodes
+                .iter()
+                .filter_map(|n| {
+                    let entity = n.summary.as_ref()?.entity.as_ref()?;
+                    Some((Ent::of(entity), n.depth))
+                })
+                .collect();
+            ensure!(
+                got.len() == 3.min(full.len())
+                    && answer.truncated == (full.len() > 3)
+                    && got.first().map(|(e, _)| e) == Some(&root)
+                    && got.iter().all(|(e, d)| full.get(e) == Some(d)),
+                "{what}: {got:?} truncated {}, from {full:?}",
+                answer.truncated
+            );
+            Ok(())
+        }
+        .await;
+        self.note(result);
         Ok(())
     }
 
@@ -3780,67 +3830,72 @@ impl<'a> Reader<'a> {
             cases.push(((*label).to_owned(), Some(*range), "", ""));
         }
         for (label, range, rule, team) in cases {
-            let what = self.what(&format!("ListAgedOut {label}"));
-            let answer = self
-                .c
-                .prioritization
-                .list_aged_out(proto::ListAgedOutRequest {
-                    tenant: TENANT.to_owned(),
-                    read: self.read(false),
-                    page: None,
-                    aged_out: range,
-                    rule: rule.to_owned(),
-                    team: team.to_owned(),
-                })
-                .await
-                .map_err(|s| refused(&what, s))?
-                .into_inner();
-            self.keep(&what, &answer)?;
-            let mut expected: Vec<(&String, &OpportunityBook, &AgedBook)> = w
-                .opportunities
-                .iter()
-                .filter_map(|(id, o)| o.aged.as_ref().map(|a| (id, o, a)))
-                .filter(|(_, o, a)| {
-                    (rule.is_empty() || a.rule == rule)
-                        && (team.is_empty() || o.team == team)
-                        && range.is_none_or(|r| {
-                            (r.from_micros == 0 || r.from_micros <= a.at.from)
-                                && (r.to_micros == 0 || a.at.to < r.to_micros)
-                        })
-                })
-                .collect();
-            expected.sort_by_key(|(_, _, a)| std::cmp::Reverse(a.position));
-            let got: Vec<&str> = answer
-                .entries
-                .iter()
-                .map(|e| e.opportunity_id.as_str())
-                .collect();
-            let wanted: Vec<&str> = expected.iter().map(|(id, _, _)| id.as_str()).collect();
-            ensure!(got == wanted, "{what}: {got:?}, expected {wanted:?}");
-            for (entry, (_, o, aged)) in answer.entries.iter().zip(&expected) {
-                ensure!(
-                    entry.title == o.title
-                        && entry.team == o.team
-                        && entry.rule == aged.rule
-                        && entry.rule_version == aged.rule_version
-                        && entry.reason == aged.reason
-                        && aged.at.holds(entry.aged_out_at_micros)
-                        && entry.status_before() == aged.status_before
-                        && entry.status() == o.status,
-                    "{what}: {entry:?}, expected {aged:?} now {:?}",
-                    o.status
-                );
-                let recorded = entry.recorded.as_ref().context("no record")?;
-                self.provenance(&what, recorded)?;
-                ensure!(
-                    recorded.position == aged.position
-                        && recorded.actor == aged.actor
-                        && recorded.event_type == "opportunity.aged_out",
-                    "{what}: recorded by {recorded:?}, expected position {} by {}",
-                    aged.position,
-                    aged.actor
-                );
+            let result: Result<()> = async {
+                let what = self.what(&format!("ListAgedOut {label}"));
+                let answer = self
+                    .c
+                    .prioritization
+                    .list_aged_out(proto::ListAgedOutRequest {
+                        tenant: TENANT.to_owned(),
+                        read: self.read(false),
+                        page: None,
+                        aged_out: range,
+                        rule: rule.to_owned(),
+                        team: team.to_owned(),
+                    })
+                    .await
+                    .map_err(|s| refused(&what, s))?
+                    .into_inner();
+                self.keep(&what, &answer)?;
+                let mut expected: Vec<(&String, &OpportunityBook, &AgedBook)> = w
+                    .opportunities
+                    .iter()
+                    .filter_map(|(id, o)| o.aged.as_ref().map(|a| (id, o, a)))
+                    .filter(|(_, o, a)| {
+                        (rule.is_empty() || a.rule == rule)
+                            && (team.is_empty() || o.team == team)
+                            && range.is_none_or(|r| {
+                                (r.from_micros == 0 || r.from_micros <= a.at.from)
+                                    && (r.to_micros == 0 || a.at.to < r.to_micros)
+                            })
+                    })
+                    .collect();
+                expected.sort_by_key(|(_, _, a)| std::cmp::Reverse(a.position));
+                let got: Vec<&str> = answer
+                    .entries
+                    .iter()
+                    .map(|e| e.opportunity_id.as_str())
+                    .collect();
+                let wanted: Vec<&str> = expected.iter().map(|(id, _, _)| id.as_str()).collect();
+                ensure!(got == wanted, "{what}: {got:?}, expected {wanted:?}");
+                for (entry, (_, o, aged)) in answer.entries.iter().zip(&expected) {
+                    ensure!(
+                        entry.title == o.title
+                            && entry.team == o.team
+                            && entry.rule == aged.rule
+                            && entry.rule_version == aged.rule_version
+                            && entry.reason == aged.reason
+                            && aged.at.holds(entry.aged_out_at_micros)
+                            && entry.status_before() == aged.status_before
+                            && entry.status() == o.status,
+                        "{what}: {entry:?}, expected {aged:?} now {:?}",
+                        o.status
+                    );
+                    let recorded = entry.recorded.as_ref().context("no record")?;
+                    self.provenance(&what, recorded)?;
+                    ensure!(
+                        recorded.position == aged.position
+                            && recorded.actor == aged.actor
+                            && recorded.event_type == "opportunity.aged_out",
+                        "{what}: recorded by {recorded:?}, expected position {} by {}",
+                        aged.position,
+                        aged.actor
+                    );
+                }
+                Ok(())
             }
+            .await;
+            self.note(result);
         }
         Ok(())
     }
