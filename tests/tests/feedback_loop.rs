@@ -6,8 +6,11 @@
 //! opportunity created long ago and aged out by a rule; a decision superseded by a later one;
 //! initiatives implementing opportunities, with milestones met and missed, one at risk; an
 //! opportunity shipped and validated. The test keeps its own book of everything it recorded (what
-//! each command should have changed, at which ledger positions, by whom, with which scores under
-//! the scoring model of `policies/scoring/`), and a copy of that book taken mid-scenario.
+//! each command should have changed, at which ledger positions, by whom, with which scores), and
+//! a copy of that book taken mid-scenario. The server runs with a copy of the repository's
+//! `policies/scoring/` in which the weighted-sum model is active, so that scores read the metric
+//! signals attached as evidence; the test evaluates that model itself, from its file written out
+//! by hand, and the aging rules come from the repository's `policy.toml`.
 //!
 //! Every question of DOMAIN.md ("Lineage the projections must answer") is then asked through the
 //! API, now and as of the position remembered mid-scenario, and each answer is compared with what
