@@ -203,9 +203,10 @@ impl Projections {
     }
 
     /// Follows the ledger until `shutdown` turns true (or its sender is dropped): catches up from
-    /// the applied position, then applies new records as they become durable, in batches of what
+    /// the applied position by reading the ledger in large batches (as [`Projections::rebuild`]
+    /// does), then subscribes and applies new records as they become durable, in batches of what
     /// is available (at most [`APPLY_BATCH_RECORDS_MAX`]), on the blocking pool. A follower cut
-    /// off for falling behind the live feed resubscribes from where it is. Returns the error
+    /// off for falling behind the live feed catches up again and resubscribes. Returns the error
     /// that stopped it, if any (a store failure, a record that does not decode).
     #[tracing::instrument(name = "projections.follow", skip_all)]
     pub async fn follow<S: EventStore + ?Sized>(
@@ -214,6 +215,10 @@ impl Projections {
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), ProjectionError> {
         loop {
+            tokio::select! {
+                caught_up = self.catch_up_pipelined(&*store) => { caught_up?; }
+                _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+            }
             let mut subscription = subscribe(
                 Arc::clone(&store),
                 self.applied().next(),
