@@ -7,10 +7,10 @@
 //! When a record changes an entity, the view it replaces goes to the entity's history, keyed by
 //! the position of the record that made it (an opportunity record also adds to its score and
 //! status histories when those change), so a query as of any position is exact (see `query`):
-//! the history holds every superseded version, the current view the latest. A batch writes each history's new entries as chunks of
-//! up to [`HISTORY_CHUNK_ENTRIES_MAX`] entries under one key (the position of the first), so a
-//! rebuild in large batches writes about one history key per entity per batch rather than one
-//! per record: sled's cost is per key.
+//! the history holds every superseded version, the current view the latest. A batch writes each
+//! history's new entries as chunks of up to [`HISTORY_CHUNK_ENTRIES_MAX`] entries under one key
+//! (the position of the first), so a rebuild in large batches writes about one history key per
+//! entity per batch rather than one per record: sled's cost is per key.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -99,6 +99,12 @@ macro_rules! stored_view {
         }
     };
 }
+stored_view!(FeedbackView, Feedback, last_position);
+stored_view!(SignalView, Signal, position);
+stored_view!(OpportunityView, Opportunity, last_position);
+stored_view!(DecisionView, Decision, last_position);
+stored_view!(InitiativeView, Initiative, last_position);
+
 /// A view that changes: what of it its history keeps.
 pub(crate) trait Versioned: StoredView {
     /// The history entry of this view (the whole view, or what changes of it).
@@ -130,12 +136,6 @@ impl Versioned for OpportunityView {
         Ok(current.with_state(decode::<OpportunityState>(version)?))
     }
 }
-
-stored_view!(FeedbackView, Feedback, last_position);
-stored_view!(SignalView, Signal, position);
-stored_view!(OpportunityView, Opportunity, last_position);
-stored_view!(DecisionView, Decision, last_position);
-stored_view!(InitiativeView, Initiative, last_position);
 
 /// How one opportunity's place in the rankings changes over a batch: only the net change is
 /// written (a hot opportunity rescored a hundred times in a batch moves once).
