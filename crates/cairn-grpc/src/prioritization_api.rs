@@ -229,9 +229,18 @@ impl<S: EventStore + KeyStore> PrioritizationService for PrioritizationApi<S> {
                         page: page_info(None),
                     }));
                 }
+                // The first page waits for the head, so a sweep right after a write sees it (a
+                // later page's token pins the first page's position).
+                let head = feedback_loop
+                    .ledger()
+                    .store()
+                    .head()
+                    .await
+                    .map_err(|e| service_status(e.into()))?
+                    .position;
                 let options = ReadOptions {
                     as_of: None,
-                    at_least: None,
+                    at_least: sweep.page.token.is_none().then_some(head),
                     deadline: wait_until,
                     include_personal: false,
                 };
