@@ -41,7 +41,7 @@ fn one_event_append(
     condition: Option<Condition>,
 ) -> proto::AppendRequest {
     proto::AppendRequest {
-        stream: Some(stream_ref("acme", "feedback", aggregate_id)),
+        stream: Some(stream_ref("acme", "notes", aggregate_id)),
         expected: condition.and_then(expected),
         events: vec![event([id; 16], "FeedbackReceived", payload.to_vec())],
         actor: "user:api-test".into(),
@@ -68,7 +68,7 @@ async fn too_many_events_per_append_is_resource_exhausted() -> Result<()> {
         .collect();
     let result = client
         .append(proto::AppendRequest {
-            stream: Some(stream_ref("acme", "feedback", "many")),
+            stream: Some(stream_ref("acme", "notes", "many")),
             expected: None,
             events,
             actor: "user:api-test".into(),
@@ -96,7 +96,7 @@ async fn too_many_events_per_append_is_resource_exhausted() -> Result<()> {
         .collect();
     let answer = client
         .append(proto::AppendRequest {
-            stream: Some(stream_ref("acme", "feedback", "many")),
+            stream: Some(stream_ref("acme", "notes", "many")),
             expected: None,
             events,
             actor: "user:api-test".into(),
@@ -114,7 +114,7 @@ async fn a_bad_tenant_is_invalid_argument_naming_the_field() -> Result<()> {
     for tenant in ["Acme Corp", "a::b", ""] {
         let result = client
             .append(proto::AppendRequest {
-                stream: Some(stream_ref(tenant, "feedback", "f1")),
+                stream: Some(stream_ref(tenant, "notes", "f1")),
                 expected: None,
                 events: vec![event([1; 16], "FeedbackReceived", b"x".to_vec())],
                 actor: "user:api-test".into(),
@@ -131,13 +131,52 @@ async fn a_bad_tenant_is_invalid_argument_naming_the_field() -> Result<()> {
     // Reads check the tenant too.
     let result = client
         .read_stream(proto::ReadStreamRequest {
-            stream: Some(stream_ref("ACME", "feedback", "f1")),
+            stream: Some(stream_ref("ACME", "notes", "f1")),
             from_version: 0,
             limit: 10,
             include_personal: false,
         })
         .await;
     check_status(result, Code::InvalidArgument, &["tenant"])?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_appends_to_feedback_loop_streams_are_refused() -> Result<()> {
+    let server = Server::start_temp(&[])?;
+    let mut client = server.client().await?;
+    for aggregate_type in [
+        "feedback",
+        "signal",
+        "opportunity",
+        "decision",
+        "initiative",
+    ] {
+        let result = client
+            .append(proto::AppendRequest {
+                stream: Some(stream_ref("acme", aggregate_type, "x1")),
+                expected: None,
+                events: vec![event(
+                    [9; 16],
+                    "opportunity.voted",
+                    b"not postcard".to_vec(),
+                )],
+                actor: "user:api-test".into(),
+            })
+            .await;
+        let status = check_status(result, Code::InvalidArgument, &["feedback-loop"])?;
+        let field = status
+            .metadata()
+            .get("cairn-field")
+            .context("INVALID_ARGUMENT without the cairn-field metadata")?
+            .to_str()?;
+        ensure!(field == "stream.aggregate_type", "cairn-field is {field:?}");
+    }
+    let head = client
+        .get_log_info(proto::GetLogInfoRequest {})
+        .await?
+        .into_inner();
+    ensure!(head.head_position == 0, "nothing was recorded: {head:?}");
     Ok(())
 }
 
@@ -245,7 +284,7 @@ async fn a_page_size_over_the_limit_is_resource_exhausted() -> Result<()> {
     )?;
     let result = client
         .read_stream(proto::ReadStreamRequest {
-            stream: Some(stream_ref("acme", "feedback", "f1")),
+            stream: Some(stream_ref("acme", "notes", "f1")),
             from_version: 0,
             limit: over,
             include_personal: false,
@@ -404,7 +443,7 @@ async fn personal_data_is_readable_when_asked_and_never_at_rest_in_plaintext() -
     public.data_class = "internal".into();
     client
         .append(proto::AppendRequest {
-            stream: Some(stream_ref("acme", "feedback", "f-personal")),
+            stream: Some(stream_ref("acme", "notes", "f-personal")),
             expected: None,
             events: vec![input, public],
             actor: "user:alice".into(),

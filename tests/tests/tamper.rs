@@ -33,7 +33,7 @@ async fn stopped_ledger() -> Result<(Server, Vec<proto::Record>)> {
             .into_bytes();
         client
             .append(proto::AppendRequest {
-                stream: Some(stream_ref("acme", "feedback", &format!("f{}", i % 3))),
+                stream: Some(stream_ref("acme", "notes", &format!("f{}", i % 3))),
                 expected: None,
                 events: vec![event(id, "FeedbackReceived", payload)],
                 actor: "user:tamper".into(),
@@ -246,7 +246,7 @@ async fn check_torn_tail_is_cut(tail: TornTail) -> Result<()> {
     );
     let answer = client
         .append(proto::AppendRequest {
-            stream: Some(stream_ref("acme", "feedback", "after-the-cut")),
+            stream: Some(stream_ref("acme", "notes", "after-the-cut")),
             expected: None,
             events: vec![event([0xee; 16], "FeedbackReceived", b"after".to_vec())],
             actor: "user:tamper".into(),

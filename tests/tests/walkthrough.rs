@@ -160,7 +160,7 @@ async fn the_readme_walkthrough() -> Result<()> {
         "--server",
         url,
         "--stream",
-        "acme/feedback/fb-1",
+        "acme/notes/fb-1",
         "--type",
         "FeedbackReceived",
         "--payload",
@@ -182,7 +182,7 @@ async fn the_readme_walkthrough() -> Result<()> {
         "--server",
         url,
         "--stream",
-        "acme/feedback/fb-1",
+        "acme/notes/fb-1",
         "--type",
         "FeedbackTriaged",
         "--payload",
@@ -210,7 +210,7 @@ async fn the_readme_walkthrough() -> Result<()> {
         "--server",
         url,
         "--stream",
-        "acme/feedback/fb-1",
+        "acme/notes/fb-1",
         "--type",
         "FeedbackTriaged",
         "--payload",
@@ -237,7 +237,7 @@ async fn the_readme_walkthrough() -> Result<()> {
             "--server",
             url,
             "--stream",
-            "acme/feedback/fb-1",
+            "acme/notes/fb-1",
             "--type",
             "X",
             "--expect",
@@ -272,14 +272,14 @@ async fn the_readme_walkthrough() -> Result<()> {
             "line {index}: {line}"
         );
     }
-    ensure!(lines[0].contains("acme/feedback/fb-1") && lines[0].contains("the build is slow"));
+    ensure!(lines[0].contains("acme/notes/fb-1") && lines[0].contains("the build is slow"));
     ensure!(lines[1].contains("withheld") && !all.stdout.contains("alice@example.com"));
     let stream = cairn_ok(&[
         "read",
         "--server",
         url,
         "--stream",
-        "acme/feedback/fb-1",
+        "acme/notes/fb-1",
         "--all",
     ])?;
     ensure!(stream.stdout.lines().count() == 2, "{stream}");
@@ -299,7 +299,7 @@ async fn the_readme_walkthrough() -> Result<()> {
         "--server",
         url,
         "--stream",
-        "acme/feedback/fb-2",
+        "acme/notes/fb-2",
         "--type",
         "FeedbackReceived",
         "--payload",
@@ -330,7 +330,7 @@ async fn the_readme_walkthrough() -> Result<()> {
         "--server",
         url,
         "--stream",
-        "acme/feedback/fb-3",
+        "acme/notes/fb-3",
         "--type",
         "FeedbackReceived",
         "--payload",
@@ -445,7 +445,7 @@ async fn the_readme_walkthrough() -> Result<()> {
         "--server",
         &other_url,
         "--stream",
-        "acme/feedback/fb-1",
+        "acme/notes/fb-1",
         "--type",
         "T",
         "--count",

@@ -17,7 +17,7 @@ pub struct AppendArgs {
     #[command(flatten)]
     server: ServerArgs,
 
-    /// The stream, as TENANT/TYPE/ID (for example acme/feedback/fb-1).
+    /// The stream, as TENANT/TYPE/ID (for example acme/notes/fb-1).
     #[arg(long)]
     stream: String,
 
@@ -245,7 +245,7 @@ mod tests {
     fn copies_get_their_own_ids() {
         let request = request(&[
             "--stream",
-            "acme/feedback/fb-1",
+            "acme/notes/fb-1",
             "--type",
             "FeedbackReceived",
             "--payload",
@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn flags_are_checked_before_anything_is_sent() {
-        let base = ["--stream", "acme/feedback/fb-1", "--type", "T"];
+        let base = ["--stream", "acme/notes/fb-1", "--type", "T"];
         let check = |extra: &[&str], fragment: &str| {
             let mut argv = base.to_vec();
             argv.extend_from_slice(extra);
@@ -289,7 +289,7 @@ mod tests {
         check(&["--count", "0"], "--count");
         let error = format!(
             "{:#}",
-            request(&["--stream", "acme/feedback", "--type", "T"]).unwrap_err()
+            request(&["--stream", "acme/notes", "--type", "T"]).unwrap_err()
         );
         assert!(error.contains("TENANT/TYPE/ID"), "{error}");
     }
@@ -328,7 +328,7 @@ mod tests {
     fn personal_data_and_ids_are_carried() {
         let request = request(&[
             "--stream",
-            "acme/feedback/fb-1",
+            "acme/notes/fb-1",
             "--type",
             "T",
             "--personal",

@@ -132,6 +132,19 @@ impl<S: EventStore + KeyStore> LedgerService for LedgerApi<S> {
                 )));
             }
             let stream = stream_from_proto("stream", request.stream)?;
+            // The feedback loop's streams are written only through its services, which enforce
+            // the domain's rules; a raw event there would bypass them and could stop the read
+            // models at a record they cannot decode.
+            if cairn_domain::EntityKind::parse(&stream.aggregate_type).is_some() {
+                return Err(invalid_argument(
+                    "stream.aggregate_type",
+                    format!(
+                        "{:?} is a feedback-loop aggregate type, written only through its service \
+                         (FeedbackService, PrioritizationService, ...); raw appends use other types",
+                        stream.aggregate_type
+                    ),
+                ));
+            }
             if request.actor.is_empty() {
                 return Err(invalid_argument("actor", "actor is required"));
             }

@@ -48,7 +48,7 @@ async fn shutdown_ends_subscriptions_with_the_resume_position() {
         .append(AppendRequest {
             stream: Some(StreamRef {
                 tenant: "acme".into(),
-                aggregate_type: "feedback".into(),
+                aggregate_type: "notes".into(),
                 aggregate_id: "f1".into(),
             }),
             expected: None,

@@ -397,6 +397,26 @@ impl Applier<'_, '_> {
         Ok(view)
     }
 
+    /// A feedback item whose evidence moved here from a duplicate is now evidence for this
+    /// opportunity too (the `evidence_for` edge says so; the item's own stream does not change).
+    fn relink_feedback(&mut self, feedback: &EntityId) -> Result<(), ProjectionError> {
+        let key = keys::current(EntityKind::Feedback, self.tenant, feedback.as_str());
+        let Some(mut view) = self.overlay.take_view::<FeedbackView>(&key)? else {
+            return Ok(());
+        };
+        if !view.opportunities.contains(self.id) {
+            self.overlay.push_history(
+                keys::version_prefix(EntityKind::Feedback, self.tenant, feedback.as_str()),
+                view.last_position,
+                view.version(),
+            );
+            view.opportunities.push(self.id.clone());
+            view.last_position = self.position;
+        }
+        self.overlay.put_view(key, view);
+        Ok(())
+    }
+
     /// Stores the current view.
     fn store<T: StoredView>(&mut self, view: T) {
         self.overlay.put_view(self.current_key(T::KIND), view);
@@ -653,6 +673,9 @@ impl Applier<'_, '_> {
                 view.evidence += evidence.len() as u64;
                 for piece in &evidence {
                     view.last_evidence_at = view.last_evidence_at.max(piece.attached_at);
+                    if piece.reference.kind == EntityKind::Feedback {
+                        self.relink_feedback(&piece.reference.id)?;
+                    }
                 }
                 for vote in &votes {
                     self.vote(&mut view, vote, true)?;

@@ -393,6 +393,15 @@ impl Oracle {
         });
         entity.last = position;
         entity.version = envelope.stream_version;
+        // Feedback moved from a duplicate is evidence for the canonical opportunity as well.
+        let relinked: Vec<String> = match &event {
+            Event::Opportunity(OpportunityEvent::DuplicateAbsorbed { evidence, .. }) => evidence
+                .iter()
+                .filter(|piece| piece.reference.kind == EntityKind::Feedback)
+                .map(|piece| piece.reference.id.as_str().to_owned())
+                .collect(),
+            _ => Vec::new(),
+        };
         match (&mut entity.state, event) {
             (State::Feedback(state), Event::Feedback(event)) => {
                 match &event {
@@ -495,6 +504,17 @@ impl Oracle {
             }
             _ => panic!("an event of another kind in a {kind} stream"),
         }
+        let canonical = EntityId::new(id.clone()).expect("id");
+        for feedback in relinked {
+            if let Some(item) =
+                self.entities
+                    .get_mut(&(tenant.clone(), EntityKind::Feedback, feedback))
+                && !item.links.contains(&canonical)
+            {
+                item.links.push(canonical.clone());
+                item.last = position;
+            }
+        }
     }
 
     /// The entities of a kind in a tenant, in creation order.
@@ -531,14 +551,13 @@ impl Oracle {
         else {
             panic!("a feedback entity");
         };
-        assert_eq!(
-            entity
-                .links
-                .iter()
-                .cloned()
-                .collect::<std::collections::BTreeSet<_>>(),
-            state.opportunities,
-            "the oracle's links agree with the domain"
+        // The item's own links (the domain's fold) are a subset: feedback moved from a
+        // duplicate is evidence for the canonical opportunity too.
+        let links: std::collections::BTreeSet<_> = entity.links.iter().cloned().collect();
+        assert!(
+            state.opportunities.is_subset(&links),
+            "the oracle's links include the domain's: {links:?} {:?}",
+            state.opportunities
         );
         Some(FeedbackView {
             id: id.clone(),
