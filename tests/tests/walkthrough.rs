@@ -250,7 +250,7 @@ async fn the_readme_walkthrough() -> Result<()> {
         "--server",
         url,
         "--stream",
-        "acme/signal/build-time",
+        "acme/metrics/build-time",
         "--type",
         "SignalObserved",
         "--payload",

@@ -314,7 +314,7 @@ mod tests {
         let padding = "x".repeat(1000);
         for batch in 0..8 {
             server
-                .append("acme/feedback/a", &format!("{batch}{padding}"), 5)
+                .append("acme/notes/a", &format!("{batch}{padding}"), 5)
                 .await;
         }
         let mut client = server.client().await;

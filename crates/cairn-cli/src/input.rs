@@ -12,7 +12,7 @@ pub fn parse_stream(text: &str) -> anyhow::Result<StreamId> {
     let [tenant, aggregate_type, aggregate_id] = parts.as_slice() else {
         bail!(
             "stream {text:?} must be TENANT/TYPE/ID (three parts separated by '/', for example \
-             acme/feedback/fb-1), found {} part{}",
+             acme/notes/fb-1), found {} part{}",
             parts.len(),
             if parts.len() == 1 { "" } else { "s" }
         );
@@ -112,18 +112,18 @@ mod tests {
 
     #[test]
     fn streams_parse_as_tenant_type_id() {
-        check_stream("acme/feedback/fb-1", Ok(("acme", "feedback", "fb-1")));
+        check_stream("acme/notes/fb-1", Ok(("acme", "notes", "fb-1")));
         check_stream(
             "acme-eu.1/incident/INC:42",
             Ok(("acme-eu.1", "incident", "INC:42")),
         );
-        check_stream("acme/feedback", Err("must be TENANT/TYPE/ID"));
+        check_stream("acme/notes", Err("must be TENANT/TYPE/ID"));
         check_stream("acme", Err("found 1 part"));
-        check_stream("acme/feedback/a/b", Err("found 4 parts"));
+        check_stream("acme/notes/a/b", Err("found 4 parts"));
         check_stream("Acme/feedback/fb-1", Err("tenant"));
         check_stream("acme/Feedback/fb-1", Err("aggregate_type"));
-        check_stream("acme/feedback/", Err("aggregate_id"));
-        check_stream("acme/feedback/a b", Err("aggregate_id"));
+        check_stream("acme/notes/", Err("aggregate_id"));
+        check_stream("acme/notes/a b", Err("aggregate_id"));
     }
 
     #[test]

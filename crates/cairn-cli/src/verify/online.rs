@@ -411,12 +411,12 @@ mod tests {
             ..ServerLimits::default()
         };
         let server = TestServer::start(limits).await;
-        server.append("acme/feedback/a", "one", 10).await;
+        server.append("acme/notes/a", "one", 10).await;
         let saved = server.checkpoint().await;
         let dir = tempfile::tempdir().unwrap();
         let saved_path = dir.path().join("saved.hex");
         checkpoint_file::save(&saved_path, &saved).unwrap();
-        server.append("acme/feedback/b", "two", 57).await;
+        server.append("acme/notes/b", "two", 57).await;
         let latest = server.checkpoint().await;
         assert_eq!(latest.checkpoint.tree_size, 67);
 
@@ -453,9 +453,9 @@ mod tests {
     #[tokio::test]
     async fn audits_fail_naming_the_step() {
         let server = TestServer::start(ServerLimits::default()).await;
-        server.append("acme/feedback/a", "one", 5).await;
+        server.append("acme/notes/a", "one", 5).await;
         let saved = server.checkpoint().await;
-        server.append("acme/feedback/a", "two", 5).await;
+        server.append("acme/notes/a", "two", 5).await;
         server.checkpoint().await;
         let dir = tempfile::tempdir().unwrap();
         let key = server.identity.public_key().to_hex();
