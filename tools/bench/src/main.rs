@@ -20,6 +20,10 @@
 
 mod feedback_loop;
 
+/// The allocator of the cairn binary, so the benchmark measures what runs (see cairn-cli).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::net::SocketAddr;
