@@ -210,9 +210,8 @@ impl<S: EventStore + KeyStore> PrioritizationService for PrioritizationApi<S> {
         self.backend
             .within_deadline(async move {
                 let feedback_loop = self.backend.feedback_loop();
-                // The candidates: open opportunities in a status some aging rule applies to, as
-                // `Reads::aging_candidates` lists them, but a page at a time and of one team when
-                // asked. The token pins the first page's position, so opportunities that age out
+                // The candidates: open opportunities in a status some aging rule applies to, a
+                // page at a time (of one team when asked). The token pins the first page's position, so opportunities that age out
                 // (and leave the list) do not shift the later pages.
                 let mut statuses: Vec<OpportunityStatus> = Vec::new();
                 for rule in &feedback_loop.scoring().aging_rules {

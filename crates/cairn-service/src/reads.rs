@@ -7,13 +7,12 @@
 use std::sync::Arc;
 
 use cairn_domain::feedback::{FeedbackContent, Personal};
-use cairn_domain::opportunity::OpportunityStatus;
 use cairn_domain::scoring::ScoreSnapshot;
 use cairn_domain::{EntityId, EntityKind, EntityRef, Relation};
 use cairn_ledger::{Position, SignedCheckpoint, TenantId};
 use cairn_projections::{
     AtPosition, DecisionView, Direction, EdgeView, FeedbackView, Graph, InitiativeView,
-    OpportunityView, PageRequest, ProjectionError, Projections, SignalView,
+    OpportunityView, ProjectionError, Projections, SignalView,
 };
 use cairn_store::{EventStore, KeyStore};
 
@@ -181,34 +180,6 @@ impl<S: EventStore + KeyStore> Reads<S> {
             value: (view, content),
             stamp: answer.stamp,
         })
-    }
-
-    /// The opportunity ids a sweep should consider: those in a status some aging rule names.
-    pub async fn aging_candidates(
-        &self,
-        tenant: &TenantId,
-        statuses: Vec<OpportunityStatus>,
-    ) -> Result<Vec<EntityId>, ServiceError> {
-        let tenant = tenant.as_str().to_owned();
-        let projections = Arc::clone(&self.projections);
-        tokio::task::spawn_blocking(move || {
-            let mut ids = Vec::new();
-            let mut page = PageRequest {
-                size: cairn_projections::PAGE_SIZE_MAX,
-                token: None,
-            };
-            loop {
-                let answer =
-                    projections.list_opportunities(&tenant, &statuses, None, None, &page)?;
-                ids.extend(answer.value.items.into_iter().map(|v| v.id));
-                match answer.value.next_page_token {
-                    Some(token) => page.token = Some(token),
-                    None => return Ok::<_, ServiceError>(ids),
-                }
-            }
-        })
-        .await
-        .map_err(|e| ServiceError::Internal(format!("a query thread failed: {e}")))?
     }
 
     /// Why an opportunity is ranked where it is: its rank, its latest score snapshot with every
