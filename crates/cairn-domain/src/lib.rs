@@ -16,6 +16,7 @@ mod common;
 pub mod decision;
 mod error;
 pub mod feedback;
+pub mod governance;
 pub mod initiative;
 pub mod limits;
 pub mod opportunity;

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use cairn_domain::Event;
 use cairn_domain::codec::{SCHEMA_VERSION, StoredPersonal};
+use cairn_domain::governance::GovernanceEvent;
 use common::samples;
 
 fn golden_dir() -> PathBuf {
@@ -134,8 +135,47 @@ fn every_event_type_has_a_golden_sample_that_decodes_to_it() {
 }
 
 #[test]
+fn every_governance_event_type_has_a_golden_sample_that_decodes_to_it() {
+    samples::every_governance_variant_has_a_sample();
+    let mut missing = Vec::new();
+    for event in samples::governance() {
+        let event_type = event.event_type();
+        let encoded = event.encode();
+        let Some(stored) = read_or_bless(&clear_file(event_type), &encoded) else {
+            missing.push(clear_file(event_type));
+            continue;
+        };
+        assert_eq!(
+            GovernanceEvent::decode(event_type, SCHEMA_VERSION, &stored).as_ref(),
+            Ok(&event),
+            "{event_type}: the golden file no longer decodes to its sample"
+        );
+        assert_eq!(
+            encoded, stored,
+            "{event_type}: the encoding differs from the golden file"
+        );
+    }
+    assert!(
+        missing.is_empty(),
+        "no golden file (write it with CAIRN_BLESS=1): {missing:#?}"
+    );
+}
+
+#[test]
+fn a_governance_payload_of_another_type_is_refused() {
+    let [activated, ..] = &samples::governance()[..] else {
+        unreachable!("there are samples")
+    };
+    let refused = GovernanceEvent::decode("access.denied", SCHEMA_VERSION, &activated.encode());
+    assert!(refused.is_err(), "{refused:?}");
+    let refused =
+        GovernanceEvent::decode("policy.activated", SCHEMA_VERSION + 1, &activated.encode());
+    assert!(refused.is_err(), "{refused:?}");
+}
+
+#[test]
 fn every_golden_file_is_of_a_known_event_type() {
-    let known: Vec<String> = samples::all()
+    let mut known: Vec<String> = samples::all()
         .iter()
         .flat_map(|event| {
             let event_type = event.event_type();
@@ -146,6 +186,11 @@ fn every_golden_file_is_of_a_known_event_type() {
             names
         })
         .collect();
+    known.extend(
+        samples::governance()
+            .iter()
+            .map(|event| format!("{}.v{SCHEMA_VERSION}.hex", event.event_type())),
+    );
     let Ok(entries) = fs::read_dir(golden_dir()) else {
         // No directory yet: the other test says what is missing.
         assert!(blessing() || known.is_empty(), "no tests/golden directory");

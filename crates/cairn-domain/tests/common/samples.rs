@@ -6,6 +6,7 @@
 
 use cairn_domain::decision::DecisionEvent;
 use cairn_domain::feedback::{FeedbackEvent, Personal};
+use cairn_domain::governance::GovernanceEvent;
 use cairn_domain::initiative::InitiativeEvent;
 use cairn_domain::opportunity::{OpportunityEvent, OpportunityStatus, RatingRecord, Validation};
 use cairn_domain::scoring::{InputSource, ScoreInput, ScoreSnapshot};
@@ -282,4 +283,67 @@ pub fn all() -> Vec<Event> {
             name: "cache in production".to_owned(),
         }),
     ]
+}
+
+/// One sample of every governance event variant, in declaration order (the match in
+/// [`governance_variant_index`] has no wildcard, so a new variant does not compile until it has
+/// an index and then fails [`every_governance_variant_has_a_sample`] until it has a sample).
+pub fn governance() -> Vec<GovernanceEvent> {
+    vec![
+        GovernanceEvent::PolicyActivated {
+            bundle_hash: [7; 32],
+            previous: Some([6; 32]),
+            git_commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            source: "policies".into(),
+            trigger: "start".into(),
+            tests_passed: 42,
+        },
+        GovernanceEvent::PolicyRefused {
+            bundle_hash: Some([8; 32]),
+            active: [7; 32],
+            source: "policies".into(),
+            trigger: "rpc".into(),
+            reason: "tests/access.csv:3: expected allow, got deny".into(),
+        },
+        GovernanceEvent::AccessGranted {
+            principal: "erin".into(),
+            role: "role:triager".into(),
+            tenant: "acme".into(),
+            reason: "on call this week".into(),
+        },
+        GovernanceEvent::AccessRevoked {
+            principal: "erin".into(),
+            role: "role:triager".into(),
+            tenant: "acme".into(),
+            reason: "rotation ended".into(),
+        },
+        GovernanceEvent::AccessDenied {
+            principal: "mallory".into(),
+            method: "/cairn.v1.DecisionService/AcceptDecision".into(),
+            object: "decision".into(),
+            action: "decide".into(),
+            tenant: "acme".into(),
+            bundle_hash: [7; 32],
+        },
+    ]
+}
+
+/// The index of a governance event's variant, from a match with no wildcard.
+pub fn governance_variant_index(event: &GovernanceEvent) -> usize {
+    match event {
+        GovernanceEvent::PolicyActivated { .. } => 0,
+        GovernanceEvent::PolicyRefused { .. } => 1,
+        GovernanceEvent::AccessGranted { .. } => 2,
+        GovernanceEvent::AccessRevoked { .. } => 3,
+        GovernanceEvent::AccessDenied { .. } => 4,
+    }
+}
+
+/// Fails unless [`governance`] holds exactly one sample of every variant.
+pub fn every_governance_variant_has_a_sample() {
+    let samples = governance();
+    let indices: Vec<usize> = samples.iter().map(governance_variant_index).collect();
+    let expected: Vec<usize> = (0..samples.len()).collect();
+    assert_eq!(indices, expected, "one sample per variant, in order");
+    assert_eq!(samples.len(), 5, "a governance variant has no sample");
 }

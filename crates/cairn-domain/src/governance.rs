@@ -1,0 +1,163 @@
+//! Governance events: which policy bundle was in force from when, runtime grants and revocations
+//! of roles, and calls that were denied. They are not entity events (no aggregate folds them into
+//! a view), so they have their own enum beside [`crate::Event`]; they are encoded the same way
+//! (postcard, one schema version, a golden sample each in `tests/golden`).
+//!
+//! Streams (tenant / aggregate type / aggregate id):
+//! - `cairn-system/policy/bundle`: [`GovernanceEvent::PolicyActivated`] and
+//!   [`GovernanceEvent::PolicyRefused`], one per start or reload;
+//! - `TENANT/access/grants`: grants and revocations in that tenant (`cairn-system/access/grants`
+//!   for grants in every tenant, `*`);
+//! - `TENANT/audit/denied`: calls denied in that tenant (`cairn-system/audit/denied` for calls
+//!   about no tenant or an invalid one).
+//!
+//! Principals, roles and tenants are validated by the policy crate before an event is built; this
+//! crate only carries them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, CodecError, SCHEMA_VERSION};
+
+/// The tenant whose streams hold what is about no one tenant. It is a valid tenant id, so the
+/// gRPC edge refuses it as a caller's tenant.
+pub const SYSTEM_TENANT: &str = "cairn-system";
+/// The aggregate type of the policy bundle's stream.
+pub const POLICY_AGGREGATE: &str = "policy";
+/// The aggregate id of the policy bundle's stream.
+pub const POLICY_STREAM_ID: &str = "bundle";
+/// The aggregate type of grant streams.
+pub const ACCESS_AGGREGATE: &str = "access";
+/// The aggregate id of a tenant's grant stream.
+pub const GRANTS_STREAM_ID: &str = "grants";
+/// The aggregate type of denied-call streams.
+pub const AUDIT_AGGREGATE: &str = "audit";
+/// The aggregate id of a tenant's denied-call stream.
+pub const DENIED_STREAM_ID: &str = "denied";
+/// Every aggregate type that holds governance events: raw ledger appends to them are refused,
+/// like appends to entity streams, so no one can forge an activation or a grant.
+pub const AGGREGATE_TYPES: &[&str] = &[POLICY_AGGREGATE, ACCESS_AGGREGATE, AUDIT_AGGREGATE];
+
+/// A governance event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GovernanceEvent {
+    /// A policy bundle came into force (at start or on reload); every later event carries its
+    /// hash until the next activation.
+    PolicyActivated {
+        /// The bundle's hash (blake3 over its files).
+        bundle_hash: [u8; 32],
+        /// The bundle in force before, if any.
+        previous: Option<[u8; 32]>,
+        /// The git commit the bundle's directory was at, when it is in a git checkout.
+        git_commit: Option<String>,
+        /// Where it came from: a directory, or `built-in`.
+        source: String,
+        /// Why: `start`, or the reload's trigger (`signal`, `rpc`).
+        trigger: String,
+        /// How many of the bundle's own policy tests passed (all of them, or it is refused).
+        tests_passed: u32,
+    },
+    /// A reload was refused: the bundle did not parse or failed its own tests. The active
+    /// bundle stays.
+    PolicyRefused {
+        /// The refused bundle's hash, when its files could be read.
+        bundle_hash: Option<[u8; 32]>,
+        /// The bundle in force, which stays.
+        active: [u8; 32],
+        /// Where it came from.
+        source: String,
+        /// The reload's trigger.
+        trigger: String,
+        /// Why it was refused (first failures).
+        reason: String,
+    },
+    /// A principal was given a role in a tenant (or `*`) at run time.
+    AccessGranted {
+        /// Who gets the role.
+        principal: String,
+        /// The role (`role:NAME`).
+        role: String,
+        /// The tenant, or `*`.
+        tenant: String,
+        /// Why.
+        reason: String,
+    },
+    /// A runtime grant was taken back.
+    AccessRevoked {
+        /// Who loses the role.
+        principal: String,
+        /// The role.
+        role: String,
+        /// The tenant, or `*`.
+        tenant: String,
+        /// Why.
+        reason: String,
+    },
+    /// A call was denied. Never holds a credential.
+    AccessDenied {
+        /// The authenticated principal.
+        principal: String,
+        /// The gRPC method (`/cairn.v1.FeedbackService/SubmitFeedback`).
+        method: String,
+        /// The object checked.
+        object: String,
+        /// The action checked.
+        action: String,
+        /// The tenant the call named (`*` for none; the raw text, cut to 64 bytes, if invalid).
+        tenant: String,
+        /// The policy bundle that denied it.
+        bundle_hash: [u8; 32],
+    },
+}
+
+impl GovernanceEvent {
+    /// The type name.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            GovernanceEvent::PolicyActivated { .. } => "policy.activated",
+            GovernanceEvent::PolicyRefused { .. } => "policy.refused",
+            GovernanceEvent::AccessGranted { .. } => "access.granted",
+            GovernanceEvent::AccessRevoked { .. } => "access.revoked",
+            GovernanceEvent::AccessDenied { .. } => "access.denied",
+        }
+    }
+
+    /// The aggregate type of the stream that holds it.
+    pub fn aggregate_type(&self) -> &'static str {
+        match self {
+            GovernanceEvent::PolicyActivated { .. } | GovernanceEvent::PolicyRefused { .. } => {
+                POLICY_AGGREGATE
+            }
+            GovernanceEvent::AccessGranted { .. } | GovernanceEvent::AccessRevoked { .. } => {
+                ACCESS_AGGREGATE
+            }
+            GovernanceEvent::AccessDenied { .. } => AUDIT_AGGREGATE,
+        }
+    }
+
+    /// The postcard encoding (governance events have no personal part).
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("governance events always encode")
+    }
+
+    /// Decodes a stored governance event.
+    pub fn decode(
+        event_type: &str,
+        schema_version: u16,
+        bytes: &[u8],
+    ) -> Result<GovernanceEvent, CodecError> {
+        if schema_version != SCHEMA_VERSION {
+            return Err(CodecError::UnknownType {
+                event_type: event_type.to_owned(),
+                schema_version,
+            });
+        }
+        let event: GovernanceEvent = codec::decode(event_type, bytes)?;
+        if event.event_type() != event_type {
+            return Err(CodecError::Malformed {
+                event_type: event_type.to_owned(),
+                reason: format!("the payload is a {}", event.event_type()),
+            });
+        }
+        Ok(event)
+    }
+}
