@@ -7,6 +7,7 @@
 //! This is the only crate that names tonic or prost types; it holds no business rules.
 
 mod api_support;
+pub mod auth;
 mod convert;
 mod decision_api;
 pub mod domain_convert;

@@ -14,6 +14,7 @@ mod identity;
 mod ledger;
 pub mod reads;
 pub mod scoring_policy;
+pub mod tokens;
 
 pub use checkpointer::{Checkpointer, CheckpointerHandle};
 pub use error::ServiceError;
