@@ -231,6 +231,10 @@ pub fn build_records(
 }
 
 /// The first caller-supplied field in which `event` differs from what was recorded, if any.
+///
+/// The policy bundle hash is not compared: like the recording time, it is the server's context
+/// when the event was first recorded (the bundle in force then), not part of what the caller asked
+/// to record, so a retry after a policy reload still answers with the original positions.
 fn differing_field(
     event: &NewEvent,
     stream: &StreamId,
@@ -254,8 +258,6 @@ fn differing_field(
         Some("data_class")
     } else if envelope.key_id != event.key_id {
         Some("key_id")
-    } else if envelope.policy_bundle_hash != event.policy_bundle_hash {
-        Some("policy_bundle_hash")
     } else if envelope.payload_commitment != payload_commitment(&event.payload) {
         Some("payload")
     } else {

@@ -327,6 +327,29 @@ pub async fn idempotent_for_ever(mut harness: impl Harness) {
         "a retry stores nothing"
     );
 
+    // A retry under another policy bundle (the server reloaded its policy in between) is the
+    // same append: the records keep the bundle they were recorded under.
+    let mut reloaded = batch.clone();
+    for event in &mut reloaded {
+        event.policy_bundle_hash = Hash([9; 32]);
+    }
+    let retry = store
+        .append(stream("i"), ExpectedVersion::Any, reloaded)
+        .await
+        .expect("retry under another bundle");
+    assert!(retry.deduplicated);
+    assert_eq!(retry.first_position, first.first_position);
+    let stored = store
+        .read_stream(&stream("i"), StreamVersion(1), 4)
+        .await
+        .expect("read");
+    assert!(
+        stored
+            .iter()
+            .zip(&batch)
+            .all(|(record, sent)| record.envelope.policy_bundle_hash == sent.policy_bundle_hash)
+    );
+
     let mut changed = batch.clone();
     changed[2].payload = clear_payload(b"other content".to_vec());
     let error = store
