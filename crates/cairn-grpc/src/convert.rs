@@ -103,11 +103,13 @@ pub(crate) fn draft_from_proto(
             bytes: event.personal,
         })
     };
-    let policy_bundle_hash = if event.policy_bundle_hash.is_empty() {
-        Hash::ZERO
+    let expected_policy_bundle_hash = if event.policy_bundle_hash.is_empty() {
+        None
     } else {
-        Hash::from_slice(&event.policy_bundle_hash, "policy_bundle_hash")
-            .map_err(|error| ledger_status(&field("policy_bundle_hash"), error))?
+        Some(
+            Hash::from_slice(&event.policy_bundle_hash, "policy_bundle_hash")
+                .map_err(|error| ledger_status(&field("policy_bundle_hash"), error))?,
+        )
     };
     Ok(EventDraft {
         event_id: optional_id(&field("event_id"), &event.event_id)?,
@@ -119,7 +121,7 @@ pub(crate) fn draft_from_proto(
         data_class,
         clear: event.payload,
         personal,
-        policy_bundle_hash,
+        expected_policy_bundle_hash,
     })
 }
 

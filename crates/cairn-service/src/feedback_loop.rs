@@ -19,8 +19,8 @@ use cairn_domain::{
     Aggregate, Ctx, DomainError, EntityId, EntityKind, EntityRef, Event, PrincipalId, Rule, Time,
 };
 use cairn_ledger::{
-    EventId, Hash, LineageParent, Position, Record, SealedPayload, StreamId, StreamVersion,
-    TenantId, limits as ledger_limits,
+    EventId, LineageParent, Position, Record, SealedPayload, StreamId, StreamVersion, TenantId,
+    limits as ledger_limits,
 };
 use cairn_store::{EventStore, ExpectedVersion, KeyStore, StoreError, limits as store_limits};
 
@@ -748,7 +748,7 @@ impl<S: EventStore + KeyStore> FeedbackLoop<S> {
             personal: encoded
                 .personal
                 .map(|PersonalPart { subject, bytes }| PersonalData { subject, bytes }),
-            policy_bundle_hash: Hash::ZERO,
+            expected_policy_bundle_hash: None,
         })
     }
 }

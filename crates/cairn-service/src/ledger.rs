@@ -1,7 +1,7 @@
 //! Appending and reading raw ledger events, with the personal part of each payload sealed under
 //! its data subject's key.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use cairn_ledger::{
     DataClass, DataKey, EventId, Hash, LineageParent, Record, SealedPayload, StreamId,
@@ -44,8 +44,10 @@ pub struct EventDraft {
     pub clear: Vec<u8>,
     /// The personal part, if any.
     pub personal: Option<PersonalData>,
-    /// Hash of the policy bundle in force.
-    pub policy_bundle_hash: Hash,
+    /// The policy bundle the caller believes is in force: when given and another is, the append
+    /// is refused (FAILED_PRECONDITION). The ledger stamps every event with the bundle actually in
+    /// force.
+    pub expected_policy_bundle_hash: Option<Hash>,
 }
 
 /// An append of drafts to one stream.
@@ -92,12 +94,34 @@ pub const DATA_SUBJECT_BYTES_MAX: usize = 256;
 pub struct Ledger<S> {
     store: Arc<S>,
     identity: Arc<ServerIdentity>,
+    /// The hash of the policy bundle in force, stamped on every event appended.
+    policy_bundle_hash: RwLock<Hash>,
 }
 
 impl<S: EventStore + KeyStore> Ledger<S> {
     /// Wraps a store.
     pub fn new(store: Arc<S>, identity: Arc<ServerIdentity>) -> Ledger<S> {
-        Ledger { store, identity }
+        Ledger {
+            store,
+            identity,
+            policy_bundle_hash: RwLock::new(Hash::ZERO),
+        }
+    }
+
+    /// The policy bundle in force: every event appended from now on carries its hash.
+    pub fn set_policy_bundle_hash(&self, hash: Hash) {
+        *self
+            .policy_bundle_hash
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = hash;
+    }
+
+    /// The hash of the policy bundle in force (zero until one is activated).
+    pub fn policy_bundle_hash(&self) -> Hash {
+        *self
+            .policy_bundle_hash
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// The store.
@@ -116,12 +140,22 @@ impl<S: EventStore + KeyStore> Ledger<S> {
         &self,
         command: AppendCommand,
     ) -> Result<(AppendResult, Vec<EventId>), ServiceError> {
+        let policy_bundle_hash = self.policy_bundle_hash();
         let mut events = Vec::with_capacity(command.events.len());
         for (index, draft) in command.events.into_iter().enumerate() {
-            events.push(
-                self.seal(&command.stream, &command.actor, index, draft)
-                    .await?,
-            );
+            if let Some(expected) = draft.expected_policy_bundle_hash
+                && expected != policy_bundle_hash
+            {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "event {index}: policy_bundle_hash {expected} is not the bundle in force \
+                     ({policy_bundle_hash})"
+                )));
+            }
+            let mut event = self
+                .seal(&command.stream, &command.actor, index, draft)
+                .await?;
+            event.policy_bundle_hash = policy_bundle_hash;
+            events.push(event);
         }
         let ids = events.iter().map(|event| event.event_id).collect();
         let result = self
@@ -211,7 +245,7 @@ impl<S: EventStore + KeyStore> Ledger<S> {
             lineage: draft.lineage,
             data_class,
             key_id,
-            policy_bundle_hash: draft.policy_bundle_hash,
+            policy_bundle_hash: Hash::ZERO,
             payload,
         })
     }
@@ -309,7 +343,7 @@ mod tests {
                 subject: subject.into(),
                 bytes: b"alice@example.com said the build is slow".to_vec(),
             }),
-            policy_bundle_hash: Hash::ZERO,
+            expected_policy_bundle_hash: None,
         }
     }
 
@@ -430,5 +464,35 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[tokio::test]
+    async fn every_event_carries_the_bundle_in_force_and_a_stale_expectation_is_refused() {
+        let store = MemoryStore::new();
+        let ledger = Ledger::new(
+            store.clone(),
+            Arc::new(ServerIdentity::from_secrets([1; 32], [2; 32], [3; 32])),
+        );
+        ledger.append(command(vec![draft(1, None)])).await.unwrap();
+        ledger.set_policy_bundle_hash(Hash([5; 32]));
+        let mut expecting = draft(2, None);
+        expecting.expected_policy_bundle_hash = Some(Hash([5; 32]));
+        ledger.append(command(vec![expecting])).await.unwrap();
+        let records = store.read_all(Position(1), 10).await.unwrap();
+        assert_eq!(records[0].envelope.policy_bundle_hash, Hash::ZERO);
+        assert_eq!(records[1].envelope.policy_bundle_hash, Hash([5; 32]));
+
+        let mut stale = draft(3, None);
+        stale.expected_policy_bundle_hash = Some(Hash::ZERO);
+        let error = ledger.append(command(vec![stale])).await.unwrap_err();
+        assert!(
+            matches!(&error, ServiceError::FailedPrecondition(message) if message.contains("policy_bundle_hash")),
+            "{error}"
+        );
+        assert_eq!(
+            store.head().await.unwrap().position,
+            Position(2),
+            "nothing recorded"
+        );
     }
 }
