@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "prioritization.proto",
         "initiative.proto",
         "lineage.proto",
+        "policy.proto",
     ]
     .map(|name| proto_root.join("cairn/v1").join(name));
     for file in &files {

@@ -19,6 +19,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use cairn_grpc::auth::{AuthChannel, BearerToken};
 use cairn_grpc::proto;
 use cairn_grpc::proto::decision_service_client::DecisionServiceClient;
 use cairn_grpc::proto::feedback_service_client::FeedbackServiceClient;
@@ -27,6 +28,7 @@ use cairn_grpc::proto::ledger_service_client::LedgerServiceClient;
 use cairn_grpc::proto::lineage_service_client::LineageServiceClient;
 use cairn_grpc::proto::prioritization_service_client::PrioritizationServiceClient;
 use cairn_ledger::{LogId, MerkleTree, PublicKey, Record, SignedCheckpoint};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// Longest a process may take to print its listening line or to exit. A guard that turns a hang
@@ -242,14 +244,28 @@ impl Server {
         self.child.as_ref().map(Child::id)
     }
 
-    /// A ledger client on a new connection.
-    pub async fn client(&self) -> Result<LedgerServiceClient<Channel>> {
-        connect(&self.url()).await
+    /// The administrator's token the server wrote to its data directory on first start.
+    pub fn token(&self) -> Result<String> {
+        let path = self.token_file();
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("reading the admin token {}", path.display()))?;
+        Ok(text.lines().next().unwrap_or_default().trim().to_owned())
     }
 
-    /// Clients of the feedback-loop services and the ledger, sharing one new connection.
+    /// The file holding the administrator's token (`--token-file` for the CLI).
+    pub fn token_file(&self) -> PathBuf {
+        self.data_dir.join("admin.token")
+    }
+
+    /// A ledger client on a new connection, as the administrator.
+    pub async fn client(&self) -> Result<LedgerServiceClient<AuthChannel>> {
+        connect(&self.url(), &self.token()?).await
+    }
+
+    /// Clients of the feedback-loop services and the ledger, sharing one new connection, as the
+    /// administrator.
     pub async fn loop_clients(&self) -> Result<LoopClients> {
-        LoopClients::connect(&self.url()).await
+        LoopClients::connect(&self.url(), &self.token()?).await
     }
 
     /// A raw channel, for the health and reflection clients.
@@ -418,11 +434,28 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    run_cairn_with_token(args, None)
+}
+
+/// Runs `cairn <args>` with `CAIRN_TOKEN` set to `token` (as a user would export it).
+pub fn run_cairn_with_token<I, S>(args: I, token: Option<&str>) -> Result<CliOutput>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let args: Vec<_> = args
         .into_iter()
         .map(|arg| arg.as_ref().to_os_string())
         .collect();
-    let mut child = Command::new(cairn_bin())
+    let mut command = Command::new(cairn_bin());
+    // Never the token of the machine's user, nor a default token file of the working directory.
+    command
+        .env_remove("CAIRN_TOKEN")
+        .env_remove("CAIRN_TOKEN_FILE");
+    if let Some(token) = token {
+        command.env("CAIRN_TOKEN", token);
+    }
+    let mut child = command
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -461,12 +494,19 @@ pub fn names_position(text: &str, position: u64) -> bool {
     })
 }
 
-/// A ledger client on a new connection to `url`.
-pub async fn connect(url: &str) -> Result<LedgerServiceClient<Channel>> {
+/// A channel to `url` that presents `token` on every call.
+pub async fn auth_channel(url: &str, token: &str) -> Result<AuthChannel> {
     let channel = Channel::from_shared(url.to_owned())?
         .connect()
         .await
         .with_context(|| format!("connecting to {url}"))?;
+    let bearer = BearerToken::new(token).map_err(anyhow::Error::msg)?;
+    Ok(InterceptedService::new(channel, bearer))
+}
+
+/// A ledger client on a new connection to `url`, presenting `token`.
+pub async fn connect(url: &str, token: &str) -> Result<LedgerServiceClient<AuthChannel>> {
+    let channel = auth_channel(url, token).await?;
     Ok(LedgerServiceClient::new(channel)
         .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(CLIENT_MESSAGE_BYTES_MAX))
@@ -477,26 +517,23 @@ pub async fn connect(url: &str) -> Result<LedgerServiceClient<Channel>> {
 #[derive(Clone)]
 pub struct LoopClients {
     /// FeedbackService: feedback items and signals.
-    pub feedback: FeedbackServiceClient<Channel>,
+    pub feedback: FeedbackServiceClient<AuthChannel>,
     /// DecisionService: decision records.
-    pub decision: DecisionServiceClient<Channel>,
+    pub decision: DecisionServiceClient<AuthChannel>,
     /// PrioritizationService: opportunities, votes, ratings, scores, aging.
-    pub prioritization: PrioritizationServiceClient<Channel>,
+    pub prioritization: PrioritizationServiceClient<AuthChannel>,
     /// InitiativeService: initiatives and milestones.
-    pub initiative: InitiativeServiceClient<Channel>,
+    pub initiative: InitiativeServiceClient<AuthChannel>,
     /// LineageService: walks, the chain behind an entity, what happened to feedback.
-    pub lineage: LineageServiceClient<Channel>,
+    pub lineage: LineageServiceClient<AuthChannel>,
     /// LedgerService: the raw records, to check what the other services say about them.
-    pub ledger: LedgerServiceClient<Channel>,
+    pub ledger: LedgerServiceClient<AuthChannel>,
 }
 
 impl LoopClients {
-    /// Connects to `url` (`http://127.0.0.1:<port>`).
-    pub async fn connect(url: &str) -> Result<LoopClients> {
-        let channel = Channel::from_shared(url.to_owned())?
-            .connect()
-            .await
-            .with_context(|| format!("connecting to {url}"))?;
+    /// Connects to `url` (`http://127.0.0.1:<port>`), presenting `token`.
+    pub async fn connect(url: &str, token: &str) -> Result<LoopClients> {
+        let channel = auth_channel(url, token).await?;
         Ok(LoopClients {
             feedback: FeedbackServiceClient::new(channel.clone())
                 .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX),
@@ -559,7 +596,7 @@ pub fn payload_bytes(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// Reads the whole ledger through `ReadAll`, page by page.
-pub async fn read_all(client: &mut LedgerServiceClient<Channel>) -> Result<Vec<proto::Record>> {
+pub async fn read_all(client: &mut LedgerServiceClient<AuthChannel>) -> Result<Vec<proto::Record>> {
     let mut records = Vec::new();
     loop {
         let page = client

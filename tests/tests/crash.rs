@@ -214,10 +214,11 @@ fn outcome_unknown(code: Code) -> bool {
 async fn run_appender(
     mut appender: Appender,
     url: String,
+    token: String,
     killed: Arc<AtomicBool>,
     appends_max: Option<u64>,
 ) -> Result<Appender> {
-    let mut client = match connect(&url).await {
+    let mut client = match connect(&url, &token).await {
         Ok(client) => client,
         // Killed before this appender even connected: nothing was sent.
         Err(_) if killed.load(Ordering::SeqCst) => return Ok(appender),
@@ -262,12 +263,13 @@ struct SeenCheckpoint {
 /// Fetches the latest checkpoint over and over until the kill, checking each new one at once.
 async fn collect_checkpoints(
     url: String,
+    token: String,
     round: usize,
     public_key: PublicKey,
     log_id: LogId,
     killed: Arc<AtomicBool>,
 ) -> Result<Vec<SeenCheckpoint>> {
-    let mut client = match connect(&url).await {
+    let mut client = match connect(&url, &token).await {
         Ok(client) => client,
         Err(_) if killed.load(Ordering::SeqCst) => return Ok(Vec::new()),
         Err(error) => return Err(error),
@@ -332,12 +334,22 @@ async fn sigkill_loses_nothing_acknowledged() -> Result<()> {
         }
         let killed = Arc::new(AtomicBool::new(false));
         let url = server.url();
+        let token = server.token()?;
         let tasks: Vec<_> = appenders
             .drain(..)
-            .map(|appender| tokio::spawn(run_appender(appender, url.clone(), killed.clone(), None)))
+            .map(|appender| {
+                tokio::spawn(run_appender(
+                    appender,
+                    url.clone(),
+                    token.clone(),
+                    killed.clone(),
+                    None,
+                ))
+            })
             .collect();
         let collector = tokio::spawn(collect_checkpoints(
             url.clone(),
+            token.clone(),
             round,
             identity.public_key,
             identity.log_id,
@@ -370,12 +382,14 @@ async fn sigkill_loses_nothing_acknowledged() -> Result<()> {
     server.restart().context("final restart")?;
     ensure!(server.listening().public_key == identity.public_key);
     let never_killed = Arc::new(AtomicBool::new(false));
+    let token = server.token()?;
     let tasks: Vec<_> = appenders
         .drain(..)
         .map(|appender| {
             tokio::spawn(run_appender(
                 appender,
                 server.url(),
+                token.clone(),
                 never_killed.clone(),
                 Some(APPENDS_AFTER_LAST_RESTART),
             ))
@@ -543,7 +557,7 @@ fn check_stream_versions(records: &[proto::Record]) -> Result<()> {
 /// final tree (same root at its size), and the server proves it consistent with the final root.
 async fn check_checkpoints(
     client: &mut cairn_grpc::proto::ledger_service_client::LedgerServiceClient<
-        tonic::transport::Channel,
+        cairn_grpc::auth::AuthChannel,
     >,
     checkpoints: &[SeenCheckpoint],
     tree: &cairn_ledger::MerkleTree,

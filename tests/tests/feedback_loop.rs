@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use cairn_e2e::{CliOutput, LoopClients, Server, read_all, rule_of, run_cairn};
+use cairn_e2e::{CliOutput, LoopClients, Server, read_all, rule_of, run_cairn_with_token};
 use cairn_grpc::proto;
 use proto::{
     DecisionStatus as DS, EntityKind as Kind, FeedbackStatus as FS, InitiativeStatus as IS,
@@ -4874,10 +4874,15 @@ async fn every_question_is_answered_now_as_of_earlier_and_after_a_restart() -> R
     Ok(())
 }
 
-/// Runs `cairn demo` against `url`, off the async workers (it takes seconds).
-async fn demo(url: &str) -> Result<CliOutput> {
-    let url = url.to_owned();
-    tokio::task::spawn_blocking(move || run_cairn(["demo", "--server", url.as_str()])).await?
+/// Runs `cairn demo` against `server` as its administrator, off the async workers (it takes
+/// seconds).
+async fn demo(server: &Server) -> Result<CliOutput> {
+    let url = server.url();
+    let token = server.token()?;
+    tokio::task::spawn_blocking(move || {
+        run_cairn_with_token(["demo", "--server", url.as_str()], Some(&token))
+    })
+    .await?
 }
 
 /// The position `cairn demo` says its answers reflect ("... as of ledger position N").
@@ -4918,7 +4923,7 @@ async fn cairn_demo_loads_its_data_set_once_and_a_second_run_records_nothing() -
         )
     };
 
-    let first = demo(&server.url()).await?;
+    let first = demo(&server).await?;
     ensure!(
         first.status.success(),
         "the first cairn demo failed:\n{first}"
@@ -4934,7 +4939,7 @@ async fn cairn_demo_loads_its_data_set_once_and_a_second_run_records_nothing() -
         demo_position(&first)?
     );
 
-    let second = demo(&server.url()).await?;
+    let second = demo(&server).await?;
     ensure!(
         second.status.success(),
         "the second cairn demo failed:\n{second}"

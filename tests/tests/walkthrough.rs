@@ -6,16 +6,45 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use cairn_e2e::{
     CliOutput, PROCESS_DEADLINE, Server, cairn_bin, decode_checkpoint_file, encode_checkpoint_like,
-    run_cairn,
+    run_cairn_with_token,
 };
 use cairn_grpc::proto;
 use cairn_ledger::{Checkpoint, CheckpointSigner, Hash, PublicKey, SignedCheckpoint};
+
+/// The token of each server this test started, by URL: the CLI gets it in `CAIRN_TOKEN`, as a
+/// user would export it.
+static TOKENS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+fn remember_token(server: &Server) -> Result<()> {
+    let token = server.token()?;
+    TOKENS
+        .lock()
+        .map_err(|_| anyhow::anyhow!("token registry poisoned"))?
+        .push((server.url(), token));
+    Ok(())
+}
+
+/// The token of the server `args` names with `--server`, if this test started it.
+fn token_for(args: &[&str]) -> Option<String> {
+    let at = args.iter().position(|arg| *arg == "--server")?;
+    let url = args.get(at + 1)?;
+    let tokens = TOKENS.lock().ok()?;
+    tokens
+        .iter()
+        .find(|(known, _)| known == url)
+        .map(|(_, token)| token.clone())
+}
+
+/// Runs `cairn <args>` with the token of the server it names.
+fn run_cairn(args: &[&str]) -> Result<CliOutput> {
+    run_cairn_with_token(args, token_for(args).as_deref())
+}
 
 /// Runs `cairn <args>` and requires success.
 fn cairn_ok(args: &[&str]) -> Result<CliOutput> {
@@ -63,6 +92,10 @@ impl Tail {
     fn start(url: &str) -> Result<Tail> {
         let mut child = Command::new(cairn_bin())
             .args(["tail", "--server", url, "--from", "1"])
+            .env(
+                "CAIRN_TOKEN",
+                token_for(&["--server", url]).unwrap_or_default(),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -142,6 +175,7 @@ fn forge(dir: &Path, name: &str, original: &[u8], forged: &SignedCheckpoint) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_walkthrough() -> Result<()> {
     let mut server = Server::start_temp(&["--checkpoint-interval-ms", "50"])?;
+    remember_token(&server)?;
     let url = server.url();
     let url = url.as_str();
     let work = tempfile::tempdir()?;
@@ -439,6 +473,7 @@ async fn the_readme_walkthrough() -> Result<()> {
     )?;
     // A genuine checkpoint of another ledger, under that ledger's key.
     let mut other = Server::start_temp(&["--checkpoint-interval-ms", "50"])?;
+    remember_token(&other)?;
     let other_url = other.url();
     cairn_ok(&[
         "append",

@@ -1,13 +1,16 @@
 //! The gRPC client the subcommands share: connecting, and turning a failed call into one message
 //! that says which call failed, on which server, with the status code, message and details.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
+use cairn_grpc::auth::{AuthChannel, BearerToken};
 use cairn_grpc::proto;
 use cairn_grpc::proto::ledger_service_client::LedgerServiceClient;
 use clap::Args;
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Endpoint;
 use tonic::{Code, Status};
 
 /// The server a client subcommand talks to.
@@ -16,6 +19,47 @@ pub struct ServerArgs {
     /// The server's URL.
     #[arg(long, env = "CAIRN_SERVER", default_value = "http://127.0.0.1:50051")]
     pub server: String,
+
+    /// The bearer token to present. Prefer the environment or a file: a command-line argument is
+    /// visible to other users of the machine.
+    #[arg(long, env = "CAIRN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// A file whose first line is the token. Default: `./cairn-data/admin.token` when it exists
+    /// (the administrator's token `cairn serve` writes on its first start in `./cairn-data`).
+    #[arg(long, env = "CAIRN_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Where the client looks for a token when neither `--token` nor `--token-file` says.
+const DEFAULT_TOKEN_FILE: &str = "./cairn-data/admin.token";
+
+impl ServerArgs {
+    /// The token to present: `--token`, else the first line of `--token-file`, else of the
+    /// default token file if it exists. `None`: calls go without credentials (and the server
+    /// answers UNAUTHENTICATED).
+    pub fn resolve_token(&self) -> anyhow::Result<Option<String>> {
+        if let Some(token) = &self.token {
+            return Ok(Some(token.trim().to_owned()));
+        }
+        let path = match &self.token_file {
+            Some(path) => path.clone(),
+            None => {
+                let default = PathBuf::from(DEFAULT_TOKEN_FILE);
+                if !default.exists() {
+                    return Ok(None);
+                }
+                default
+            }
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the token file {}", path.display()))?;
+        let token = text.lines().next().unwrap_or_default().trim().to_owned();
+        if token.is_empty() {
+            return Err(anyhow!("the token file {} is empty", path.display()));
+        }
+        Ok(Some(token))
+    }
 }
 
 /// Largest message the client accepts. Above the server's own limit, so the server's limit is the
@@ -24,8 +68,10 @@ const CLIENT_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// How long to wait for a TCP connection before giving up.
 const CONNECT_TIMEOUT_MS: u64 = 5_000;
 
-/// Connects to `server` (`http://host:port`): the channel, and the URL errors name.
-pub async fn connect_channel(server: &ServerArgs) -> anyhow::Result<(Channel, String)> {
+/// Connects to `server` (`http://host:port`): the channel, which presents the token on every
+/// call, and the URL errors name.
+pub async fn connect_channel(server: &ServerArgs) -> anyhow::Result<(AuthChannel, String)> {
+    let token = server.resolve_token()?;
     let url = server.server.trim().to_owned();
     let endpoint = Endpoint::from_shared(url.clone())
         .with_context(|| format!("invalid --server URL {url:?}"))?
@@ -34,12 +80,20 @@ pub async fn connect_channel(server: &ServerArgs) -> anyhow::Result<(Channel, St
         .connect()
         .await
         .with_context(|| format!("cannot connect to the cairn server at {url}"))?;
-    Ok((channel, url))
+    let bearer = match token {
+        Some(token) => {
+            BearerToken::new(&token).map_err(|reason| anyhow!("invalid token: {reason}"))?
+        }
+        // No token: calls are sent without credentials, so the server's UNAUTHENTICATED (with
+        // the hint in `describe_status`) is what the user sees.
+        None => BearerToken::none(),
+    };
+    Ok((InterceptedService::new(channel, bearer), url))
 }
 
 /// A connected ledger client that names its server in every error.
 pub struct Client {
-    inner: LedgerServiceClient<Channel>,
+    inner: LedgerServiceClient<AuthChannel>,
     server: String,
 }
 
@@ -258,6 +312,12 @@ pub fn describe_status(status: &Status) -> String {
     .collect();
     if !details.is_empty() {
         text.push_str(&format!(" ({})", details.join(", ")));
+    }
+    if status.code() == Code::Unauthenticated {
+        text.push_str(
+            " (give a token with CAIRN_TOKEN, --token-file or CAIRN_TOKEN_FILE; `cairn serve` \
+             writes an administrator's token to DATA/admin.token on its first start)",
+        );
     }
     text
 }

@@ -7,6 +7,7 @@
 //! the rule (`cairn-rule`) when the domain refused a command.
 
 use anyhow::anyhow;
+use cairn_grpc::auth::AuthChannel;
 use cairn_grpc::proto;
 use cairn_grpc::proto::decision_service_client::DecisionServiceClient;
 use cairn_grpc::proto::feedback_service_client::FeedbackServiceClient;
@@ -14,7 +15,6 @@ use cairn_grpc::proto::initiative_service_client::InitiativeServiceClient;
 use cairn_grpc::proto::lineage_service_client::LineageServiceClient;
 use cairn_grpc::proto::prioritization_service_client::PrioritizationServiceClient;
 use tonic::Status;
-use tonic::transport::Channel;
 
 use crate::client::{ServerArgs, connect_channel, describe_status};
 use crate::loop_flags::WriteFlags;
@@ -27,11 +27,11 @@ const LOOP_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// error. Cloning is cheap: the clones share the connection.
 #[derive(Clone)]
 pub struct LoopClient {
-    feedback: FeedbackServiceClient<Channel>,
-    decision: DecisionServiceClient<Channel>,
-    prioritization: PrioritizationServiceClient<Channel>,
-    initiative: InitiativeServiceClient<Channel>,
-    lineage: LineageServiceClient<Channel>,
+    feedback: FeedbackServiceClient<AuthChannel>,
+    decision: DecisionServiceClient<AuthChannel>,
+    prioritization: PrioritizationServiceClient<AuthChannel>,
+    initiative: InitiativeServiceClient<AuthChannel>,
+    lineage: LineageServiceClient<AuthChannel>,
     server: String,
 }
 

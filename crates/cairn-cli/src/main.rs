@@ -27,6 +27,7 @@ mod loop_flags;
 mod loop_output;
 mod opportunity;
 mod output;
+mod policy;
 mod read;
 mod report;
 mod serve;
@@ -104,6 +105,10 @@ enum Command {
     Report(report::ReportArgs),
     /// Load a realistic data set through the API, then answer the domain's questions.
     Demo(demo::DemoArgs),
+    /// The access policy: run its tests, check, show, reload, grant, revoke, dry-run, denied calls.
+    Policy(policy::PolicyArgs),
+    /// Bearer tokens: make a new one and its token-file entry.
+    Token(policy::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -146,6 +151,8 @@ fn main() -> ExitCode {
             Command::WhatHappened(args) => why::run_what_happened(args).await,
             Command::Report(args) => report::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Policy(args) => policy::run(args).await,
+            Command::Token(args) => policy::run_token(args),
         }
     });
     // Connection tasks or a blocking store thread may outlive the command; do not wait for them.

@@ -16,8 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use cairn_grpc::auth::Authenticator;
 use cairn_grpc::{ServerLimits, Services};
 use cairn_projections::Projections;
+use cairn_service::governance::{BundleSource, Governance};
+use cairn_service::tokens::{BOOTSTRAP_ADMIN, Tokens, new_token, token_entry};
 use cairn_service::{Checkpointer, FeedbackLoop, Ledger, Reads, ScoringPolicy, ServerIdentity};
 use cairn_store_embedded::{EmbeddedOptions, EmbeddedStore};
 use clap::Args;
@@ -45,15 +48,22 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 5000)]
     shutdown_grace_ms: u64,
 
-    /// The scoring policy folder: `policy.toml` (the active model and the aging rules) and one
-    /// `*.toml` file per scoring model. Default: `./policies/scoring` when that folder exists,
-    /// else the built-in copy of the repository's policies.
+    /// The policy bundle: a `policies/` folder (`access/model.conf` and `access/policy.csv`,
+    /// `tests/*.csv`, `scoring/`, `retention/`). Default: `./policies` when it holds
+    /// `access/model.conf`, else the built-in copy of the repository's policies. Reloaded on
+    /// SIGHUP and by `PolicyService.Reload`.
     #[arg(long, env = "CAIRN_POLICIES", value_name = "DIR")]
     policies: Option<PathBuf>,
+
+    /// The token file: hashes of bearer tokens, each with its principal and tenants (see
+    /// `cairn token new`). Default: `DATA/tokens.toml`, created on first start with one
+    /// administrator's token, which is written to `DATA/admin.token`. Reloaded on SIGHUP.
+    #[arg(long, env = "CAIRN_TOKENS", value_name = "FILE")]
+    tokens: Option<PathBuf>,
 }
 
-/// Where the scoring policy is looked for when `--policies` is not given.
-const DEFAULT_POLICIES_DIR: &str = "./policies/scoring";
+/// Where the policy bundle is looked for when `--policies` is not given.
+const DEFAULT_POLICIES_DIR: &str = "./policies";
 
 /// Runs the server until a shutdown signal.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -108,7 +118,12 @@ async fn serve_store(
             })?
     };
     let projections = Arc::new(projections);
-    let scoring = Arc::new(load_scoring_policy(args.policies.as_deref()).await?);
+    let bundle_source = bundle_source(args.policies.as_deref());
+    let tokens_path = args
+        .tokens
+        .clone()
+        .unwrap_or_else(|| args.data.join(TOKENS_FILE));
+    let tokens = load_tokens(&tokens_path, args.tokens.is_none(), &args.data)?;
     let listener =
         bind_listener(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener
@@ -127,10 +142,38 @@ async fn serve_store(
             }
         }
     });
+    let feedback_loop = Arc::new(FeedbackLoop::new(
+        Arc::clone(&ledger),
+        Arc::new(ScoringPolicy::built_in()),
+    ));
+    let governance = Governance::start(
+        Arc::clone(&ledger),
+        bundle_source.clone(),
+        Some(args.data.join(ACCESS_LOG_FILE)),
+    )
+    .await
+    .with_context(|| format!("cannot load the policy bundle {bundle_source:?}"))?;
+    let governance = Arc::new(governance.on_scoring({
+        let feedback_loop = Arc::clone(&feedback_loop);
+        move |scoring| feedback_loop.set_scoring(scoring)
+    })?);
+    let active = governance.active();
+    tracing::info!(
+        source = %active.source,
+        bundle = %cairn_ledger::Hash(active.hash()),
+        git_commit = active.git_commit.as_deref().unwrap_or("-"),
+        tests_passed = active.tests_passed,
+        grants = active.grants.len(),
+        active_model = %feedback_loop.scoring().active,
+        "policy bundle in force"
+    );
+    let authenticator = Arc::new(Authenticator::new(tokens));
     let services = Services {
         ledger: Arc::clone(&ledger),
-        feedback_loop: Arc::new(FeedbackLoop::new(Arc::clone(&ledger), scoring)),
+        feedback_loop,
         reads: Arc::new(Reads::new(ledger, Arc::clone(&projections))),
+        governance: Arc::clone(&governance),
+        authenticator: Arc::clone(&authenticator),
     };
 
     announce(address, &identity).context("cannot write the startup line to stdout")?;
@@ -151,8 +194,29 @@ async fn serve_store(
         },
     ));
     let mut served = None;
+    let mut hangups = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let reload = async {
+        loop {
+            if hangups.recv().await.is_none() {
+                // No more signals can arrive: nothing to reload, ever.
+                std::future::pending::<()>().await;
+            }
+            tracing::info!("SIGHUP: reloading the policy bundle and the token file");
+            if let Err(error) = governance.reload(BOOTSTRAP_ADMIN, "signal").await {
+                tracing::error!(%error, "policy reload refused; the active bundle stays");
+            }
+            match Tokens::load(&tokens_path) {
+                Ok(tokens) => authenticator.replace(tokens),
+                Err(error) => {
+                    tracing::error!(%error, "token file refused; the tokens in force stay")
+                }
+            }
+        }
+    };
+    tokio::pin!(reload);
     tokio::select! {
         result = &mut server => served = Some(result),
+        () = &mut reload => {}
         name = signals.next() => {
             tracing::info!(signal = name, "shutting down: refusing new calls, finishing calls in flight");
             let _ = shutdown_sender.send(());
@@ -200,37 +264,64 @@ async fn serve_store(
     served.unwrap_or(Ok(())).context("the gRPC server failed")
 }
 
-/// The scoring policy in force: `dir` if given, else `./policies/scoring` when it exists, else the
-/// built-in copy of the repository's policies.
-async fn load_scoring_policy(dir: Option<&Path>) -> anyhow::Result<ScoringPolicy> {
-    let default = Path::new(DEFAULT_POLICIES_DIR);
-    let dir = match dir {
-        Some(dir) => dir.to_owned(),
-        None if default.is_dir() => default.to_owned(),
-        None => {
-            let policy = ScoringPolicy::built_in();
-            tracing::info!(
-                active_model = %policy.active,
-                "scoring policy: built in ({DEFAULT_POLICIES_DIR} does not exist)"
-            );
-            return Ok(policy);
+/// Where the policy bundle comes from: `dir` if given, else `./policies` when it holds an access
+/// model, else the copy built into the binary.
+fn bundle_source(dir: Option<&Path>) -> BundleSource {
+    match dir {
+        Some(dir) => BundleSource::Dir(dir.to_owned()),
+        None if Path::new(DEFAULT_POLICIES_DIR)
+            .join(cairn_policy::MODEL_PATH)
+            .is_file() =>
+        {
+            BundleSource::Dir(PathBuf::from(DEFAULT_POLICIES_DIR))
         }
-    };
-    let policy = {
-        let dir = dir.clone();
-        tokio::task::spawn_blocking(move || ScoringPolicy::load_dir(&dir))
-            .await
-            .context("the policy-loading thread panicked")?
+        None => BundleSource::BuiltIn,
     }
-    .with_context(|| format!("cannot load the scoring policy in {}", dir.display()))?;
-    tracing::info!(
-        policies = %dir.display(),
-        active_model = %policy.active,
-        models = policy.models.len(),
-        aging_rules = policy.aging_rules.len(),
-        "scoring policy loaded"
-    );
-    Ok(policy)
+}
+
+/// The token file in the data directory when `--tokens` is not given.
+const TOKENS_FILE: &str = "tokens.toml";
+/// The bootstrap administrator's token, beside it.
+const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// The access log the dry runs replay.
+const ACCESS_LOG_FILE: &str = "access.log";
+
+/// Loads the token file. The default one (`DATA/tokens.toml`) is created on first start with
+/// one administrator's token, written to `DATA/admin.token` (readable by the owner only); a
+/// `--tokens` file must exist.
+fn load_tokens(path: &Path, is_default: bool, data: &Path) -> anyhow::Result<Tokens> {
+    if is_default && !path.exists() {
+        let token = new_token();
+        let admin = data.join(ADMIN_TOKEN_FILE);
+        write_private(&admin, &format!("{token}\n"))
+            .with_context(|| format!("cannot write {}", admin.display()))?;
+        let entry = format!(
+            "# Bearer tokens: only their blake3 hashes. Add one with `cairn token new`.\n{}",
+            token_entry(&token, BOOTSTRAP_ADMIN, &["*".to_owned()])
+        );
+        write_private(path, &entry).with_context(|| format!("cannot write {}", path.display()))?;
+        tracing::warn!(
+            token_file = %admin.display(),
+            principal = BOOTSTRAP_ADMIN,
+            "first start: wrote an administrator's token; keep it secret"
+        );
+    }
+    Tokens::load(path).with_context(|| format!("cannot load the token file {}", path.display()))
+}
+
+/// Writes a file only its owner can read, replacing it atomically.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
 }
 
 /// How long the server may take to end the subscriptions the store's closing ended, in

@@ -5,11 +5,14 @@ use std::sync::Arc;
 use cairn_grpc::{ServerLimits, Services};
 use cairn_ledger::SignedCheckpoint;
 use cairn_projections::Projections;
-use cairn_service::{Checkpointer, FeedbackLoop, Ledger, Reads, ScoringPolicy, ServerIdentity};
+use cairn_service::{Checkpointer, Ledger, ServerIdentity};
 use cairn_store::MemoryStore;
 use tokio::sync::{oneshot, watch};
 
 use crate::client::{Client, ServerArgs};
+
+/// The administrator's token the test server accepts.
+pub const TEST_TOKEN: &str = "cairn_test_admin";
 
 /// A running test server; dropping it stops the server.
 pub struct TestServer {
@@ -30,14 +33,9 @@ impl TestServer {
         let projections = Arc::new(Projections::temporary().unwrap());
         let (stop_following, following_stopped) = watch::channel(false);
         tokio::spawn(Arc::clone(&projections).follow(Arc::clone(&store), following_stopped));
-        let services = Services {
-            ledger: Arc::clone(&ledger),
-            feedback_loop: Arc::new(FeedbackLoop::new(
-                Arc::clone(&ledger),
-                Arc::new(ScoringPolicy::built_in()),
-            )),
-            reads: Arc::new(Reads::new(ledger, projections)),
-        };
+        let services = Services::built_in(ledger, projections, TEST_TOKEN)
+            .await
+            .unwrap();
         let listener = crate::serve::bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (shutdown, stopped) = oneshot::channel::<()>();
@@ -57,6 +55,8 @@ impl TestServer {
     pub fn args(&self) -> ServerArgs {
         ServerArgs {
             server: self.url.clone(),
+            token: Some(TEST_TOKEN.into()),
+            token_file: None,
         }
     }
 

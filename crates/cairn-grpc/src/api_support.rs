@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
+use crate::access::Access;
 use crate::domain_convert::{
     PageAt, page_from_proto, read_options_from_proto, receipt_to_proto, stamp_to_proto,
 };
@@ -46,11 +47,22 @@ const READ_WAIT_MARGIN_MAX: Duration = Duration::from_millis(100);
 pub(crate) struct Backend<S> {
     services: Services<S>,
     limits: ServerLimits,
+    access: Arc<Access<S>>,
 }
 
 impl<S: EventStore + KeyStore> Backend<S> {
     pub(crate) fn new(services: Services<S>, limits: ServerLimits) -> Backend<S> {
-        Backend { services, limits }
+        let access = Arc::new(Access::new(Arc::clone(&services.governance)));
+        Backend {
+            services,
+            limits,
+            access,
+        }
+    }
+
+    /// Authorization of each call.
+    pub(crate) fn access(&self) -> &Arc<Access<S>> {
+        &self.access
     }
 
     pub(crate) fn ledger(&self) -> &Arc<Ledger<S>> {

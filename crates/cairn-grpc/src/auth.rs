@@ -15,6 +15,8 @@ use tonic::Status;
 use tonic::body::Body;
 use tower::{Layer, Service};
 
+use crate::access::CallPath;
+
 /// Paths served without credentials: the standard health and reflection services, which say
 /// nothing about the ledger.
 const OPEN_PREFIXES: &[&str] = &["/grpc.health.v1.", "/grpc.reflection."];
@@ -64,6 +66,56 @@ impl Authenticator {
             .ok_or_else(|| Status::unauthenticated("the token is not valid"))
     }
 }
+
+/// The client side: an interceptor that sends `authorization: Bearer TOKEN` on every call
+/// (`XServiceClient::with_interceptor(channel, BearerToken::new(token)?)`).
+#[derive(Clone)]
+pub struct BearerToken {
+    header: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.write_str("BearerToken(..)")
+    }
+}
+
+impl BearerToken {
+    /// A token to present; an error if it cannot be sent as a header (not visible ASCII).
+    pub fn new(token: &str) -> Result<BearerToken, String> {
+        let token = token.trim();
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("a token is visible ASCII without spaces".into());
+        }
+        let header = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| "a token is visible ASCII without spaces".to_owned())?;
+        Ok(BearerToken {
+            header: Some(header),
+        })
+    }
+
+    /// No credentials: calls are sent without an authorization header.
+    pub fn none() -> BearerToken {
+        BearerToken { header: None }
+    }
+}
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(header) = &self.header {
+            request
+                .metadata_mut()
+                .insert("authorization", header.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel that presents a bearer token on every call.
+pub type AuthChannel =
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, BearerToken>;
 
 /// The layer that authenticates every call.
 #[derive(Clone, Debug)]
@@ -119,7 +171,9 @@ where
         }
         match self.authenticator.authenticate(request.headers()) {
             Ok(caller) => {
+                let path = CallPath(Arc::from(request.uri().path()));
                 request.extensions_mut().insert(caller);
+                request.extensions_mut().insert(path);
                 Box::pin(inner.call(request))
             }
             Err(status) => Box::pin(async move { Ok(status.into_http()) }),

@@ -49,43 +49,64 @@ impl<S: EventStore + KeyStore> DecisionApi<S> {
 impl<S: EventStore + KeyStore> DecisionService for DecisionApi<S> {
     async fn propose_decision(
         &self,
-        request: Request<proto::ProposeDecisionRequest>,
+        mut request: Request<proto::ProposeDecisionRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(propose_decision(request.into_inner())).await
     }
 
     async fn revise_decision(
         &self,
-        request: Request<proto::ReviseDecisionRequest>,
+        mut request: Request<proto::ReviseDecisionRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(revise_decision(request.into_inner())).await
     }
 
     async fn accept_decision(
         &self,
-        request: Request<proto::AcceptDecisionRequest>,
+        mut request: Request<proto::AcceptDecisionRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(accept_decision(request.into_inner())).await
     }
 
     async fn reject_decision(
         &self,
-        request: Request<proto::RejectDecisionRequest>,
+        mut request: Request<proto::RejectDecisionRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(reject_decision(request.into_inner())).await
     }
 
     async fn deprecate_decision(
         &self,
-        request: Request<proto::DeprecateDecisionRequest>,
+        mut request: Request<proto::DeprecateDecisionRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(deprecate_decision(request.into_inner())).await
     }
 
     async fn get_decision(
         &self,
-        request: Request<proto::GetDecisionRequest>,
+        mut request: Request<proto::GetDecisionRequest>,
     ) -> Result<Response<proto::GetDecisionResponse>, Status> {
+        self.backend.access().authorize_read(&mut request).await?;
         let (request, wait_until) = self.backend.read_request(request);
         self.backend
             .within_deadline(async move {
@@ -116,8 +137,9 @@ impl<S: EventStore + KeyStore> DecisionService for DecisionApi<S> {
 
     async fn list_decisions(
         &self,
-        request: Request<proto::ListDecisionsRequest>,
+        mut request: Request<proto::ListDecisionsRequest>,
     ) -> Result<Response<proto::ListDecisionsResponse>, Status> {
+        self.backend.access().authorize_read(&mut request).await?;
         let (request, wait_until) = self.backend.read_request(request);
         self.backend
             .within_deadline(async move {
@@ -176,8 +198,9 @@ impl<S: EventStore + KeyStore> DecisionService for DecisionApi<S> {
 
     async fn list_superseded(
         &self,
-        request: Request<proto::ListSupersededRequest>,
+        mut request: Request<proto::ListSupersededRequest>,
     ) -> Result<Response<proto::ListSupersededResponse>, Status> {
+        self.backend.access().authorize_read(&mut request).await?;
         let (request, wait_until) = self.backend.read_request(request);
         self.backend
             .within_deadline(async move {

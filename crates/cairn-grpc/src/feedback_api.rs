@@ -41,8 +41,12 @@ impl<S: EventStore + KeyStore> FeedbackApi<S> {
 impl<S: EventStore + KeyStore> FeedbackService for FeedbackApi<S> {
     async fn submit_feedback(
         &self,
-        request: Request<proto::SubmitFeedbackRequest>,
+        mut request: Request<proto::SubmitFeedbackRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         let command = submit_feedback(request.into_inner())?;
         let feedback_loop = self.backend.feedback_loop();
         self.backend
@@ -52,8 +56,12 @@ impl<S: EventStore + KeyStore> FeedbackService for FeedbackApi<S> {
 
     async fn link_feedback(
         &self,
-        request: Request<proto::LinkFeedbackRequest>,
+        mut request: Request<proto::LinkFeedbackRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         let command = link_feedback(request.into_inner())?;
         let feedback_loop = self.backend.feedback_loop();
         self.backend
@@ -63,8 +71,12 @@ impl<S: EventStore + KeyStore> FeedbackService for FeedbackApi<S> {
 
     async fn discard_feedback(
         &self,
-        request: Request<proto::DiscardFeedbackRequest>,
+        mut request: Request<proto::DiscardFeedbackRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         let command = discard_feedback(request.into_inner())?;
         let feedback_loop = self.backend.feedback_loop();
         self.backend
@@ -74,8 +86,9 @@ impl<S: EventStore + KeyStore> FeedbackService for FeedbackApi<S> {
 
     async fn get_feedback(
         &self,
-        request: Request<proto::GetFeedbackRequest>,
+        mut request: Request<proto::GetFeedbackRequest>,
     ) -> Result<Response<proto::GetFeedbackResponse>, Status> {
+        self.backend.access().authorize_read(&mut request).await?;
         let (request, wait_until) = self.backend.read_request(request);
         self.backend
             .within_deadline(async move {
@@ -100,8 +113,9 @@ impl<S: EventStore + KeyStore> FeedbackService for FeedbackApi<S> {
 
     async fn list_feedback(
         &self,
-        request: Request<proto::ListFeedbackRequest>,
+        mut request: Request<proto::ListFeedbackRequest>,
     ) -> Result<Response<proto::ListFeedbackResponse>, Status> {
+        self.backend.access().authorize_read(&mut request).await?;
         let (request, wait_until) = self.backend.read_request(request);
         self.backend
             .within_deadline(async move {
@@ -165,8 +179,12 @@ impl<S: EventStore + KeyStore> FeedbackService for FeedbackApi<S> {
 
     async fn record_signal(
         &self,
-        request: Request<proto::RecordSignalRequest>,
+        mut request: Request<proto::RecordSignalRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         let command = record_signal(request.into_inner())?;
         let feedback_loop = self.backend.feedback_loop();
         self.backend
@@ -176,8 +194,9 @@ impl<S: EventStore + KeyStore> FeedbackService for FeedbackApi<S> {
 
     async fn get_signal(
         &self,
-        request: Request<proto::GetSignalRequest>,
+        mut request: Request<proto::GetSignalRequest>,
     ) -> Result<Response<proto::GetSignalResponse>, Status> {
+        self.backend.access().authorize_read(&mut request).await?;
         let (request, wait_until) = self.backend.read_request(request);
         self.backend
             .within_deadline(async move {

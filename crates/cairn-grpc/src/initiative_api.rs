@@ -49,85 +49,130 @@ impl<S: EventStore + KeyStore> InitiativeApi<S> {
 impl<S: EventStore + KeyStore> InitiativeService for InitiativeApi<S> {
     async fn create_initiative(
         &self,
-        request: Request<proto::CreateInitiativeRequest>,
+        mut request: Request<proto::CreateInitiativeRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(create_initiative(request.into_inner())).await
     }
 
     async fn schedule(
         &self,
-        request: Request<proto::ScheduleInitiativeRequest>,
+        mut request: Request<proto::ScheduleInitiativeRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(schedule_initiative(request.into_inner())).await
     }
 
     async fn start(
         &self,
-        request: Request<proto::StartInitiativeRequest>,
+        mut request: Request<proto::StartInitiativeRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(start_initiative(request.into_inner())).await
     }
 
     async fn flag_risk(
         &self,
-        request: Request<proto::FlagInitiativeRiskRequest>,
+        mut request: Request<proto::FlagInitiativeRiskRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(flag_initiative_risk(request.into_inner())).await
     }
 
     async fn clear_risk(
         &self,
-        request: Request<proto::ClearInitiativeRiskRequest>,
+        mut request: Request<proto::ClearInitiativeRiskRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(clear_initiative_risk(request.into_inner())).await
     }
 
     async fn complete(
         &self,
-        request: Request<proto::CompleteInitiativeRequest>,
+        mut request: Request<proto::CompleteInitiativeRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(complete_initiative(request.into_inner())).await
     }
 
     async fn cancel(
         &self,
-        request: Request<proto::CancelInitiativeRequest>,
+        mut request: Request<proto::CancelInitiativeRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(cancel_initiative(request.into_inner())).await
     }
 
     async fn implement(
         &self,
-        request: Request<proto::ImplementOpportunityRequest>,
+        mut request: Request<proto::ImplementOpportunityRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(implement_opportunity(request.into_inner())).await
     }
 
     async fn add_milestone(
         &self,
-        request: Request<proto::AddMilestoneRequest>,
+        mut request: Request<proto::AddMilestoneRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(add_milestone(request.into_inner())).await
     }
 
     async fn meet_milestone(
         &self,
-        request: Request<proto::MeetMilestoneRequest>,
+        mut request: Request<proto::MeetMilestoneRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(meet_milestone(request.into_inner())).await
     }
 
     async fn miss_milestone(
         &self,
-        request: Request<proto::MissMilestoneRequest>,
+        mut request: Request<proto::MissMilestoneRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(miss_milestone(request.into_inner())).await
     }
 
     async fn get_initiative(
         &self,
-        request: Request<proto::GetInitiativeRequest>,
+        mut request: Request<proto::GetInitiativeRequest>,
     ) -> Result<Response<proto::GetInitiativeResponse>, Status> {
+        self.backend.access().authorize_read(&mut request).await?;
         let (request, wait_until) = self.backend.read_request(request);
         self.backend
             .within_deadline(async move {
@@ -158,8 +203,9 @@ impl<S: EventStore + KeyStore> InitiativeService for InitiativeApi<S> {
 
     async fn list_initiatives(
         &self,
-        request: Request<proto::ListInitiativesRequest>,
+        mut request: Request<proto::ListInitiativesRequest>,
     ) -> Result<Response<proto::ListInitiativesResponse>, Status> {
+        self.backend.access().authorize_read(&mut request).await?;
         let (request, wait_until) = self.backend.read_request(request);
         self.backend
             .within_deadline(async move {

@@ -12,6 +12,7 @@ use futures::{Stream, StreamExt};
 use tokio::sync::{Semaphore, watch};
 use tonic::{Request, Response, Status};
 
+use crate::access::Access;
 use crate::convert::{
     checkpoint_to_proto, draft_from_proto, expected_from_proto, record_to_proto, stream_from_proto,
 };
@@ -25,6 +26,7 @@ use crate::server::ServerLimits;
 /// The ledger service over a store.
 pub struct LedgerApi<S> {
     ledger: Arc<Ledger<S>>,
+    access: Arc<Access<S>>,
     limits: ServerLimits,
     subscriptions: Arc<Semaphore>,
     shutting_down: watch::Receiver<bool>,
@@ -32,13 +34,15 @@ pub struct LedgerApi<S> {
 
 impl<S: EventStore + KeyStore> LedgerApi<S> {
     /// Serves `ledger` within `limits`; open subscriptions end when `shutting_down` turns true.
-    pub fn new(
+    pub(crate) fn new(
         ledger: Arc<Ledger<S>>,
+        access: Arc<Access<S>>,
         limits: ServerLimits,
         shutting_down: watch::Receiver<bool>,
     ) -> LedgerApi<S> {
         LedgerApi {
             ledger,
+            access,
             subscriptions: Arc::new(Semaphore::new(limits.subscriptions_max)),
             limits,
             shutting_down,
@@ -114,6 +118,13 @@ struct SubscribeState {
     ended: bool,
 }
 
+/// The tenant a stream reference names (empty when there is none: refused as INVALID_ARGUMENT).
+fn stream_tenant(stream: Option<&proto::StreamRef>) -> String {
+    stream
+        .map(|stream| stream.tenant.clone())
+        .unwrap_or_default()
+}
+
 type SubscribeStream = Pin<Box<dyn Stream<Item = Result<proto::SubscribeResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -122,8 +133,19 @@ impl<S: EventStore + KeyStore> LedgerService for LedgerApi<S> {
         &self,
         request: Request<proto::AppendRequest>,
     ) -> Result<Response<proto::AppendResponse>, Status> {
+        let tenant = stream_tenant(request.get_ref().stream.as_ref());
+        let caller = self
+            .access
+            .authorize_in(&request, "stream.tenant", &tenant)
+            .await?;
+        let acting_for = request.get_ref().actor.clone();
+        if !acting_for.is_empty() && acting_for != caller.principal {
+            self.access
+                .authorize_other_actor(&request, &caller, &tenant)
+                .await?;
+        }
         self.within_deadline(async move {
-            let request = request.into_inner();
+            let mut request = request.into_inner();
             if request.events.len() > store_limits::APPEND_EVENTS_MAX {
                 return Err(Status::resource_exhausted(format!(
                     "events is {}, over the limit of {} per append",
@@ -145,8 +167,21 @@ impl<S: EventStore + KeyStore> LedgerService for LedgerApi<S> {
                     ),
                 ));
             }
+            // Governance streams are written only by the server (activations, grants, denials),
+            // so that no caller can forge them.
+            if cairn_domain::governance::AGGREGATE_TYPES.contains(&stream.aggregate_type.as_str()) {
+                return Err(invalid_argument(
+                    "stream.aggregate_type",
+                    format!(
+                        "{:?} is a governance aggregate type, written only by the server \
+                         (PolicyService records grants; the server records activations and \
+                         denials)",
+                        stream.aggregate_type
+                    ),
+                ));
+            }
             if request.actor.is_empty() {
-                return Err(invalid_argument("actor", "actor is required"));
+                request.actor = caller.principal;
             }
             let events = request
                 .events
@@ -178,8 +213,18 @@ impl<S: EventStore + KeyStore> LedgerService for LedgerApi<S> {
 
     async fn read_stream(
         &self,
-        request: Request<proto::ReadStreamRequest>,
+        mut request: Request<proto::ReadStreamRequest>,
     ) -> Result<Response<proto::ReadResponse>, Status> {
+        let tenant = stream_tenant(request.get_ref().stream.as_ref());
+        let caller = self
+            .access
+            .authorize_in(&request, "stream.tenant", &tenant)
+            .await?;
+        self.access.redact_unless_allowed(
+            &caller,
+            &tenant,
+            Some(&mut request.get_mut().include_personal),
+        );
         self.within_deadline(async move {
             let request = request.into_inner();
             let stream = stream_from_proto("stream", request.stream)?;
@@ -203,8 +248,14 @@ impl<S: EventStore + KeyStore> LedgerService for LedgerApi<S> {
 
     async fn read_all(
         &self,
-        request: Request<proto::ReadAllRequest>,
+        mut request: Request<proto::ReadAllRequest>,
     ) -> Result<Response<proto::ReadResponse>, Status> {
+        let caller = self.access.authorize(&request, "*").await?;
+        self.access.redact_unless_allowed(
+            &caller,
+            "*",
+            Some(&mut request.get_mut().include_personal),
+        );
         self.within_deadline(async move {
             let request = request.into_inner();
             let limit = self.page_size("limit", request.limit)?;
@@ -229,8 +280,14 @@ impl<S: EventStore + KeyStore> LedgerService for LedgerApi<S> {
 
     async fn subscribe(
         &self,
-        request: Request<proto::SubscribeRequest>,
+        mut request: Request<proto::SubscribeRequest>,
     ) -> Result<Response<SubscribeStream>, Status> {
+        let caller = self.access.authorize(&request, "*").await?;
+        self.access.redact_unless_allowed(
+            &caller,
+            "*",
+            Some(&mut request.get_mut().include_personal),
+        );
         let request = request.into_inner();
         let permit = Arc::clone(&self.subscriptions)
             .try_acquire_owned()
@@ -309,8 +366,9 @@ impl<S: EventStore + KeyStore> LedgerService for LedgerApi<S> {
 
     async fn get_log_info(
         &self,
-        _request: Request<proto::GetLogInfoRequest>,
+        request: Request<proto::GetLogInfoRequest>,
     ) -> Result<Response<proto::LogInfo>, Status> {
+        self.access.authorize(&request, "*").await?;
         self.within_deadline(async move {
             let head = self
                 .ledger
@@ -333,8 +391,9 @@ impl<S: EventStore + KeyStore> LedgerService for LedgerApi<S> {
 
     async fn get_checkpoint(
         &self,
-        _request: Request<proto::GetCheckpointRequest>,
+        request: Request<proto::GetCheckpointRequest>,
     ) -> Result<Response<proto::Checkpoint>, Status> {
+        self.access.authorize(&request, "*").await?;
         self.within_deadline(async move {
             let latest = self
                 .ledger
@@ -352,6 +411,7 @@ impl<S: EventStore + KeyStore> LedgerService for LedgerApi<S> {
         &self,
         request: Request<proto::GetInclusionProofRequest>,
     ) -> Result<Response<proto::InclusionProof>, Status> {
+        self.access.authorize(&request, "*").await?;
         self.within_deadline(async move {
             let request = request.into_inner();
             let tree_size = self.checkpoint_size(request.tree_size).await?;
@@ -387,6 +447,7 @@ impl<S: EventStore + KeyStore> LedgerService for LedgerApi<S> {
         &self,
         request: Request<proto::GetConsistencyProofRequest>,
     ) -> Result<Response<proto::ConsistencyProof>, Status> {
+        self.access.authorize(&request, "*").await?;
         self.within_deadline(async move {
             let request = request.into_inner();
             let new_size = self.checkpoint_size(request.new_size).await?;

@@ -6,6 +6,7 @@
 //!
 //! This is the only crate that names tonic or prost types; it holds no business rules.
 
+mod access;
 mod api_support;
 pub mod auth;
 mod convert;
@@ -16,6 +17,7 @@ mod feedback_api;
 mod initiative_api;
 mod ledger_api;
 mod lineage_api;
+mod policy_api;
 mod prioritization_api;
 mod server;
 mod view_convert;
@@ -33,6 +35,7 @@ pub mod proto {
         include_bytes!(concat!(env!("OUT_DIR"), "/cairn_descriptor.bin"));
 }
 
+pub use access::ACCESS_DENIED_RULE;
 pub use convert::{checkpoint_from_proto, checkpoint_to_proto, record_from_proto};
 pub use decision_api::DecisionApi;
 pub use error::{CURRENT_VERSION_METADATA, FIELD_METADATA, RULE_METADATA};
@@ -41,6 +44,7 @@ pub use feedback_api::FeedbackApi;
 pub use initiative_api::InitiativeApi;
 pub use ledger_api::LedgerApi;
 pub use lineage_api::LineageApi;
+pub use policy_api::PolicyApi;
 pub use prioritization_api::PrioritizationApi;
 pub use server::{ServerLimits, Services, serve};
 
@@ -69,6 +73,7 @@ mod tests {
                 "InitiativeService",
                 "LedgerService",
                 "LineageService",
+                "PolicyService",
                 "PrioritizationService",
             ]
         );

@@ -341,8 +341,9 @@ fn outcome_reason(view: &cairn_projections::OpportunityView) -> String {
 impl<S: EventStore + KeyStore> LineageService for LineageApi<S> {
     async fn upstream(
         &self,
-        request: Request<proto::UpstreamRequest>,
+        mut request: Request<proto::UpstreamRequest>,
     ) -> Result<Response<proto::UpstreamResponse>, Status> {
+        self.backend.access().authorize_read(&mut request).await?;
         let (r, wait_until) = self.backend.read_request(request);
         let request = OneWayRequest {
             tenant: r.tenant,
@@ -364,8 +365,9 @@ impl<S: EventStore + KeyStore> LineageService for LineageApi<S> {
 
     async fn downstream(
         &self,
-        request: Request<proto::DownstreamRequest>,
+        mut request: Request<proto::DownstreamRequest>,
     ) -> Result<Response<proto::DownstreamResponse>, Status> {
+        self.backend.access().authorize_read(&mut request).await?;
         let (r, wait_until) = self.backend.read_request(request);
         let request = OneWayRequest {
             tenant: r.tenant,
@@ -387,8 +389,9 @@ impl<S: EventStore + KeyStore> LineageService for LineageApi<S> {
 
     async fn graph(
         &self,
-        request: Request<proto::GraphRequest>,
+        mut request: Request<proto::GraphRequest>,
     ) -> Result<Response<proto::GraphResponse>, Status> {
+        self.backend.access().authorize_read(&mut request).await?;
         let (request, wait_until) = self.backend.read_request(request);
         self.backend
             .within_deadline(async move {
@@ -433,8 +436,9 @@ impl<S: EventStore + KeyStore> LineageService for LineageApi<S> {
 
     async fn why(
         &self,
-        request: Request<proto::WhyRequest>,
+        mut request: Request<proto::WhyRequest>,
     ) -> Result<Response<proto::WhyResponse>, Status> {
+        self.backend.access().authorize_read(&mut request).await?;
         let (request, wait_until) = self.backend.read_request(request);
         self.backend
             .within_deadline(async move {
@@ -484,8 +488,9 @@ impl<S: EventStore + KeyStore> LineageService for LineageApi<S> {
 
     async fn what_happened(
         &self,
-        request: Request<proto::WhatHappenedRequest>,
+        mut request: Request<proto::WhatHappenedRequest>,
     ) -> Result<Response<proto::WhatHappenedResponse>, Status> {
+        self.backend.access().authorize_read(&mut request).await?;
         let (request, wait_until) = self.backend.read_request(request);
         self.backend
             .within_deadline(async move {

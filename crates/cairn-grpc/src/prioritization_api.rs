@@ -133,78 +133,122 @@ fn aged_statuses(
 impl<S: EventStore + KeyStore> PrioritizationService for PrioritizationApi<S> {
     async fn create_opportunity(
         &self,
-        request: Request<proto::CreateOpportunityRequest>,
+        mut request: Request<proto::CreateOpportunityRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(create_opportunity(request.into_inner())).await
     }
 
     async fn start_review(
         &self,
-        request: Request<proto::StartReviewRequest>,
+        mut request: Request<proto::StartReviewRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(start_review(request.into_inner())).await
     }
 
     async fn triage(
         &self,
-        request: Request<proto::TriageRequest>,
+        mut request: Request<proto::TriageRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(triage(request.into_inner())).await
     }
 
     async fn wake(
         &self,
-        request: Request<proto::WakeOpportunityRequest>,
+        mut request: Request<proto::WakeOpportunityRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(wake_opportunity(request.into_inner())).await
     }
 
     async fn start_work(
         &self,
-        request: Request<proto::StartWorkRequest>,
+        mut request: Request<proto::StartWorkRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(start_work(request.into_inner())).await
     }
 
     async fn ship(
         &self,
-        request: Request<proto::ShipOpportunityRequest>,
+        mut request: Request<proto::ShipOpportunityRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(ship_opportunity(request.into_inner())).await
     }
 
     async fn validate_outcome(
         &self,
-        request: Request<proto::ValidateOutcomeRequest>,
+        mut request: Request<proto::ValidateOutcomeRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(validate_outcome(request.into_inner())).await
     }
 
     async fn vote(
         &self,
-        request: Request<proto::VoteRequest>,
+        mut request: Request<proto::VoteRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(vote(request.into_inner())).await
     }
 
     async fn rate(
         &self,
-        request: Request<proto::RateRequest>,
+        mut request: Request<proto::RateRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(rate(request.into_inner())).await
     }
 
     async fn rescore(
         &self,
-        request: Request<proto::RescoreRequest>,
+        mut request: Request<proto::RescoreRequest>,
     ) -> Result<Response<proto::CommandReceipt>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         self.run(rescore(request.into_inner())).await
     }
 
     async fn age_out(
         &self,
-        request: Request<proto::AgeOutRequest>,
+        mut request: Request<proto::AgeOutRequest>,
     ) -> Result<Response<proto::AgeOutResponse>, Status> {
+        self.backend
+            .access()
+            .authorize_command(&mut request)
+            .await?;
         let (request, wait_until) = self.backend.read_request(request);
         let sweep = age_out(request)?;
         self.backend
@@ -277,8 +321,9 @@ impl<S: EventStore + KeyStore> PrioritizationService for PrioritizationApi<S> {
 
     async fn get_opportunity(
         &self,
-        request: Request<proto::GetOpportunityRequest>,
+        mut request: Request<proto::GetOpportunityRequest>,
     ) -> Result<Response<proto::GetOpportunityResponse>, Status> {
+        self.backend.access().authorize_read(&mut request).await?;
         let (request, wait_until) = self.backend.read_request(request);
         self.backend
             .within_deadline(async move {
@@ -335,8 +380,9 @@ impl<S: EventStore + KeyStore> PrioritizationService for PrioritizationApi<S> {
 
     async fn get_ranking(
         &self,
-        request: Request<proto::GetRankingRequest>,
+        mut request: Request<proto::GetRankingRequest>,
     ) -> Result<Response<proto::GetRankingResponse>, Status> {
+        self.backend.access().authorize_read(&mut request).await?;
         let (request, wait_until) = self.backend.read_request(request);
         self.backend
             .within_deadline(async move {
@@ -380,8 +426,9 @@ impl<S: EventStore + KeyStore> PrioritizationService for PrioritizationApi<S> {
 
     async fn explain_rank(
         &self,
-        request: Request<proto::ExplainRankRequest>,
+        mut request: Request<proto::ExplainRankRequest>,
     ) -> Result<Response<proto::ExplainRankResponse>, Status> {
+        self.backend.access().authorize_read(&mut request).await?;
         let (request, wait_until) = self.backend.read_request(request);
         self.backend
             .within_deadline(async move {
@@ -527,8 +574,9 @@ impl<S: EventStore + KeyStore> PrioritizationService for PrioritizationApi<S> {
 
     async fn score_history(
         &self,
-        request: Request<proto::ScoreHistoryRequest>,
+        mut request: Request<proto::ScoreHistoryRequest>,
     ) -> Result<Response<proto::ScoreHistoryResponse>, Status> {
+        self.backend.access().authorize_read(&mut request).await?;
         let (request, wait_until) = self.backend.read_request(request);
         self.backend
             .within_deadline(async move {
@@ -608,8 +656,9 @@ impl<S: EventStore + KeyStore> PrioritizationService for PrioritizationApi<S> {
 
     async fn list_aged_out(
         &self,
-        request: Request<proto::ListAgedOutRequest>,
+        mut request: Request<proto::ListAgedOutRequest>,
     ) -> Result<Response<proto::ListAgedOutResponse>, Status> {
+        self.backend.access().authorize_read(&mut request).await?;
         let (request, wait_until) = self.backend.read_request(request);
         self.backend
             .within_deadline(async move {
@@ -677,8 +726,9 @@ impl<S: EventStore + KeyStore> PrioritizationService for PrioritizationApi<S> {
 
     async fn get_scoring_model(
         &self,
-        request: Request<proto::GetScoringModelRequest>,
+        mut request: Request<proto::GetScoringModelRequest>,
     ) -> Result<Response<proto::GetScoringModelResponse>, Status> {
+        self.backend.access().authorize_read(&mut request).await?;
         let (request, wait_until) = self.backend.read_request(request);
         self.backend
             .within_deadline(async move {

@@ -4,7 +4,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use cairn_service::{FeedbackLoop, Ledger, Reads};
+use cairn_service::governance::{BundleSource, Governance};
+use cairn_service::tokens::{BOOTSTRAP_ADMIN, Caller, TenantScope, Tokens};
+use cairn_service::{FeedbackLoop, Ledger, Reads, ScoringPolicy};
 use cairn_store::{EventStore, KeyStore, limits as store_limits};
 use futures::StreamExt;
 use tokio::net::TcpListener;
@@ -12,11 +14,13 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api_support::Backend;
+use crate::auth::{AuthLayer, Authenticator};
 use crate::decision_api::DecisionApi;
 use crate::feedback_api::FeedbackApi;
 use crate::initiative_api::InitiativeApi;
 use crate::ledger_api::LedgerApi;
 use crate::lineage_api::LineageApi;
+use crate::policy_api::PolicyApi;
 use crate::prioritization_api::PrioritizationApi;
 use crate::proto;
 use crate::proto::decision_service_server::DecisionServiceServer;
@@ -24,6 +28,7 @@ use crate::proto::feedback_service_server::FeedbackServiceServer;
 use crate::proto::initiative_service_server::InitiativeServiceServer;
 use crate::proto::ledger_service_server::LedgerServiceServer;
 use crate::proto::lineage_service_server::LineageServiceServer;
+use crate::proto::policy_service_server::PolicyServiceServer;
 use crate::proto::prioritization_service_server::PrioritizationServiceServer;
 
 /// The limits the server enforces; each is refused with a clear status when exceeded.
@@ -86,6 +91,42 @@ pub struct Services<S> {
     pub feedback_loop: Arc<FeedbackLoop<S>>,
     /// Every read of those services and of `LineageService`.
     pub reads: Arc<Reads<S>>,
+    /// The policy in force: every call is authorized by it (`PolicyService` manages it).
+    pub governance: Arc<Governance<S>>,
+    /// The credentials every call but health and reflection must present.
+    pub authenticator: Arc<Authenticator>,
+}
+
+impl<S: EventStore + KeyStore> Services<S> {
+    /// Services over `ledger` with the built-in policy bundle and scoring rules, read models in
+    /// `projections` (the caller keeps them following the ledger), and one accepted token,
+    /// `admin_token`, for the bootstrap administrator (`cairn:admin`, admin in every tenant):
+    /// for tests, benchmarks and embedders.
+    pub async fn built_in(
+        ledger: Arc<Ledger<S>>,
+        projections: Arc<cairn_projections::Projections>,
+        admin_token: &str,
+    ) -> Result<Services<S>, cairn_service::ServiceError> {
+        let governance =
+            Governance::start(Arc::clone(&ledger), BundleSource::BuiltIn, None).await?;
+        let feedback_loop = Arc::new(FeedbackLoop::new(
+            Arc::clone(&ledger),
+            Arc::new(ScoringPolicy::built_in()),
+        ));
+        Ok(Services {
+            ledger: Arc::clone(&ledger),
+            feedback_loop,
+            reads: Arc::new(Reads::new(ledger, projections)),
+            governance: Arc::new(governance),
+            authenticator: Arc::new(Authenticator::new(Tokens::single(
+                admin_token,
+                Caller {
+                    principal: BOOTSTRAP_ADMIN.into(),
+                    tenants: TenantScope::Any,
+                },
+            ))),
+        })
+    }
 }
 
 impl<S> Clone for Services<S> {
@@ -94,6 +135,8 @@ impl<S> Clone for Services<S> {
             ledger: Arc::clone(&self.ledger),
             feedback_loop: Arc::clone(&self.feedback_loop),
             reads: Arc::clone(&self.reads),
+            governance: Arc::clone(&self.governance),
+            authenticator: Arc::clone(&self.authenticator),
         }
     }
 }
@@ -129,6 +172,9 @@ where
     health_reporter
         .set_serving::<LineageServiceServer<LineageApi<S>>>()
         .await;
+    health_reporter
+        .set_serving::<PolicyServiceServer<PolicyApi<S>>>()
+        .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -153,14 +199,16 @@ where
         connection.set_nodelay(true)?;
         Ok::<_, std::io::Error>(connection)
     });
+    let auth = AuthLayer::new(Arc::clone(&services.authenticator));
+    let backend = Arc::new(Backend::new(services.clone(), limits.clone()));
     let ledger_service = LedgerServiceServer::new(LedgerApi::new(
         Arc::clone(&services.ledger),
+        Arc::clone(backend.access()),
         limits.clone(),
         shutdown_watch,
     ))
     .max_decoding_message_size(limits.message_bytes_max)
     .max_encoding_message_size(limits.message_bytes_max);
-    let backend = Arc::new(Backend::new(services, limits.clone()));
     let bytes_max = limits.message_bytes_max;
     let feedback_service = FeedbackServiceServer::new(FeedbackApi::new(Arc::clone(&backend)))
         .max_decoding_message_size(bytes_max)
@@ -175,11 +223,15 @@ where
     let initiative_service = InitiativeServiceServer::new(InitiativeApi::new(Arc::clone(&backend)))
         .max_decoding_message_size(bytes_max)
         .max_encoding_message_size(bytes_max);
+    let policy_service = PolicyServiceServer::new(PolicyApi::new(Arc::clone(&backend)))
+        .max_decoding_message_size(bytes_max)
+        .max_encoding_message_size(bytes_max);
     let lineage_service = LineageServiceServer::new(LineageApi::new(backend))
         .max_decoding_message_size(bytes_max)
         .max_encoding_message_size(bytes_max);
     tonic::transport::Server::builder()
         .max_concurrent_streams(limits.concurrent_streams_max)
+        .layer(auth)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -189,6 +241,7 @@ where
         .add_service(prioritization_service)
         .add_service(initiative_service)
         .add_service(lineage_service)
+        .add_service(policy_service)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_grpc::auth::{AuthChannel, BearerToken};
 use cairn_grpc::proto;
 use cairn_grpc::proto::decision_service_client::DecisionServiceClient;
 use cairn_grpc::proto::feedback_service_client::FeedbackServiceClient;
@@ -16,14 +17,17 @@ use cairn_grpc::{
     CURRENT_VERSION_METADATA, FIELD_METADATA, RULE_METADATA, ServerLimits, Services, serve,
 };
 use cairn_projections::Projections;
-use cairn_service::{FeedbackLoop, Ledger, Reads, ScoringPolicy, ServerIdentity};
+use cairn_service::{Ledger, ServerIdentity};
 use cairn_store::MemoryStore;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 const TENANT: &str = "acme";
+/// The administrator's token the server accepts.
+const TOKEN: &str = "cairn_test_admin";
 const DAY_MICROS: i64 = 86_400_000_000;
 
 /// Whether the read models follow the ledger from the start.
@@ -34,7 +38,7 @@ enum Follow {
 
 /// A server in process; dropping it stops the server and the follower.
 struct Server {
-    channel: Channel,
+    channel: AuthChannel,
     store: Arc<MemoryStore>,
     projections: Arc<Projections>,
     stop_following: watch::Sender<bool>,
@@ -49,14 +53,9 @@ impl Server {
         let identity = Arc::new(ServerIdentity::from_secrets([1; 32], [2; 32], [3; 32]));
         let ledger = Arc::new(Ledger::new(Arc::clone(&store), identity));
         let projections = Arc::new(Projections::temporary().unwrap());
-        let services = Services {
-            ledger: Arc::clone(&ledger),
-            feedback_loop: Arc::new(FeedbackLoop::new(
-                Arc::clone(&ledger),
-                Arc::new(ScoringPolicy::built_in()),
-            )),
-            reads: Arc::new(Reads::new(ledger, Arc::clone(&projections))),
-        };
+        let services = Services::built_in(ledger, Arc::clone(&projections), TOKEN)
+            .await
+            .unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(serve(listener, services, ServerLimits::default(), async {
             let _ = stopped.await;
@@ -66,6 +65,7 @@ impl Server {
             .connect()
             .await
             .unwrap();
+        let channel = InterceptedService::new(channel, BearerToken::new(TOKEN).unwrap());
         let server = Server {
             channel,
             store,
@@ -87,23 +87,23 @@ impl Server {
         );
     }
 
-    fn feedback(&self) -> FeedbackServiceClient<Channel> {
+    fn feedback(&self) -> FeedbackServiceClient<AuthChannel> {
         FeedbackServiceClient::new(self.channel.clone())
     }
 
-    fn decisions(&self) -> DecisionServiceClient<Channel> {
+    fn decisions(&self) -> DecisionServiceClient<AuthChannel> {
         DecisionServiceClient::new(self.channel.clone())
     }
 
-    fn prioritization(&self) -> PrioritizationServiceClient<Channel> {
+    fn prioritization(&self) -> PrioritizationServiceClient<AuthChannel> {
         PrioritizationServiceClient::new(self.channel.clone())
     }
 
-    fn initiatives(&self) -> InitiativeServiceClient<Channel> {
+    fn initiatives(&self) -> InitiativeServiceClient<AuthChannel> {
         InitiativeServiceClient::new(self.channel.clone())
     }
 
-    fn lineage(&self) -> LineageServiceClient<Channel> {
+    fn lineage(&self) -> LineageServiceClient<AuthChannel> {
         LineageServiceClient::new(self.channel.clone())
     }
 }

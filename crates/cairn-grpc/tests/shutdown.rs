@@ -2,13 +2,16 @@
 
 use std::sync::Arc;
 
+use cairn_grpc::auth::BearerToken;
 use cairn_grpc::proto::ledger_service_client::LedgerServiceClient;
 use cairn_grpc::proto::{AppendRequest, EventInput, StreamRef, SubscribeRequest};
 use cairn_grpc::{RESUME_FROM_METADATA, ServerLimits, Services, serve};
 use cairn_projections::Projections;
-use cairn_service::{FeedbackLoop, Ledger, Reads, ScoringPolicy, ServerIdentity};
+use cairn_service::{Ledger, ServerIdentity};
 use cairn_store::MemoryStore;
 use tokio::net::TcpListener;
+
+const TOKEN: &str = "cairn_test_admin";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_subscriptions_with_the_resume_position() {
@@ -17,25 +20,21 @@ async fn shutdown_ends_subscriptions_with_the_resume_position() {
     let identity = Arc::new(ServerIdentity::from_secrets([1; 32], [2; 32], [3; 32]));
     let ledger = Arc::new(Ledger::new(MemoryStore::new(), identity));
     // Only the ledger is used here: the read models need not follow it.
-    let services = Services {
-        ledger: Arc::clone(&ledger),
-        feedback_loop: Arc::new(FeedbackLoop::new(
-            Arc::clone(&ledger),
-            Arc::new(ScoringPolicy::built_in()),
-        )),
-        reads: Arc::new(Reads::new(
-            ledger,
-            Arc::new(Projections::temporary().unwrap()),
-        )),
-    };
+    let services = Services::built_in(ledger, Arc::new(Projections::temporary().unwrap()), TOKEN)
+        .await
+        .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(listener, services, ServerLimits::default(), async {
         let _ = stopped.await;
     }));
 
-    let mut client = LedgerServiceClient::connect(format!("http://{address}"))
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
         .await
         .unwrap();
+    let mut client =
+        LedgerServiceClient::with_interceptor(channel, BearerToken::new(TOKEN).unwrap());
     let events = (0..3u8)
         .map(|i| EventInput {
             event_id: vec![i; 16],

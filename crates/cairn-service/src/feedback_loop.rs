@@ -4,7 +4,7 @@
 //! that each carry an idempotency key derived from the caller's, so a retry after a partial
 //! failure finishes the work without recording anything twice.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use cairn_domain::codec::{PersonalPart, StoredPersonal};
 use cairn_domain::decision::{Decision, DecisionCommand, DecisionEvent, DecisionStatus};
@@ -161,7 +161,8 @@ pub type Clock = Arc<dyn Fn() -> Time + Send + Sync>;
 /// The feedback-loop commands over a ledger.
 pub struct FeedbackLoop<S> {
     ledger: Arc<Ledger<S>>,
-    scoring: Arc<ScoringPolicy>,
+    /// Replaced when a policy bundle with other scoring rules comes into force.
+    scoring: RwLock<Arc<ScoringPolicy>>,
     clock: Clock,
 }
 
@@ -170,7 +171,7 @@ impl<S: EventStore + KeyStore> FeedbackLoop<S> {
     pub fn new(ledger: Arc<Ledger<S>>, scoring: Arc<ScoringPolicy>) -> FeedbackLoop<S> {
         FeedbackLoop {
             ledger,
-            scoring,
+            scoring: RwLock::new(scoring),
             clock: Arc::new(|| Time(cairn_store::now().0)),
         }
     }
@@ -187,8 +188,13 @@ impl<S: EventStore + KeyStore> FeedbackLoop<S> {
     }
 
     /// The scoring policy in force.
-    pub fn scoring(&self) -> &Arc<ScoringPolicy> {
-        &self.scoring
+    pub fn scoring(&self) -> Arc<ScoringPolicy> {
+        Arc::clone(&self.scoring.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Puts another scoring policy in force: commands decided from now on use it.
+    pub fn set_scoring(&self, scoring: Arc<ScoringPolicy>) {
+        *self.scoring.write().unwrap_or_else(|e| e.into_inner()) = scoring;
     }
 
     /// The time now, by this service's clock.
@@ -341,7 +347,7 @@ impl<S: EventStore + KeyStore> FeedbackLoop<S> {
             }
             target
                 .state
-                .decide(command.clone(), &self.ctx(meta, true)?)
+                .decide(command.clone(), &self.ctx(meta, Some(&self.scoring()))?)
                 .map_err(ServiceError::Refused)?;
         }
         if evidence.reference.kind == EntityKind::Feedback {
@@ -462,7 +468,7 @@ impl<S: EventStore + KeyStore> FeedbackLoop<S> {
                 old_state
                     .decide(
                         DecisionCommand::MarkSuperseded { by: id.clone() },
-                        &self.ctx(meta, false)?,
+                        &self.ctx(meta, None)?,
                     )
                     .map_err(|error| {
                         ServiceError::Refused(DomainError::field(
@@ -500,7 +506,7 @@ impl<S: EventStore + KeyStore> FeedbackLoop<S> {
     ) -> Result<Vec<(CommandReceipt, AgingRule)>, ServiceError> {
         let mut aged = Vec::new();
         for id in candidates {
-            for rule in &self.scoring.aging_rules {
+            for rule in &self.scoring().aging_rules {
                 let step = meta.step(&format!("age:{id}:{}", rule.name));
                 match self
                     .execute::<Opportunity>(&step, id, OpportunityCommand::AgeOut(rule.clone()))
@@ -558,7 +564,11 @@ impl<S: EventStore + KeyStore> FeedbackLoop<S> {
                 }
                 .into());
             }
-            let ctx = self.ctx(meta, A::KIND == EntityKind::Opportunity)?;
+            let scoring = self.scoring();
+            let ctx = self.ctx(
+                meta,
+                (A::KIND == EntityKind::Opportunity).then_some(&*scoring),
+            )?;
             let events: Vec<Event> = loaded
                 .state
                 .decide(command.clone(), &ctx)
@@ -621,11 +631,16 @@ impl<S: EventStore + KeyStore> FeedbackLoop<S> {
         )))
     }
 
-    fn ctx(&self, meta: &CommandMeta, scored: bool) -> Result<Ctx<'_>, ServiceError> {
+    /// The context of a decision; `scoring` is the policy to score with, if the command scores.
+    fn ctx<'a>(
+        &self,
+        meta: &CommandMeta,
+        scoring: Option<&'a ScoringPolicy>,
+    ) -> Result<Ctx<'a>, ServiceError> {
         Ok(Ctx {
             now: self.occurred_at(meta)?,
             actor: meta.actor.clone(),
-            scoring: scored.then(|| self.scoring.active_model()),
+            scoring: scoring.map(ScoringPolicy::active_model),
         })
     }
 

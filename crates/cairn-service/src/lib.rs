@@ -9,6 +9,7 @@ mod checkpointer;
 pub mod dataset;
 mod error;
 pub mod feedback_loop;
+pub mod governance;
 pub mod history;
 mod identity;
 mod ledger;

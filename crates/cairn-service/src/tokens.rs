@@ -19,6 +19,11 @@ use serde::Deserialize;
 
 use crate::error::ServiceError;
 
+/// The principal of the token `cairn serve` writes on first start (`DATA/admin.token`). The
+/// shipped access policy gives it the admin role in every tenant; remove that row (and the token
+/// file entry) once real administrators have their own tokens.
+pub const BOOTSTRAP_ADMIN: &str = "cairn:admin";
+
 /// Largest token file, in bytes.
 pub const TOKEN_FILE_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Most tokens in one file.
@@ -260,7 +265,7 @@ mod tests {
     fn a_token_authenticates_its_principal_and_nothing_else_does() {
         let token = new_token();
         let file = token_entry(&token, "alice", &["acme".into(), "beta".into()])
-            + &token_entry(&new_token(), "root", &["*".into()]);
+            + token_entry(&new_token(), "root", &["*".into()]).as_str();
         let tokens = Tokens::parse(&file).unwrap();
         assert_eq!(tokens.len(), 2);
         let caller = tokens.authenticate(&token).unwrap();

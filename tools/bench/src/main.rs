@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use cairn_grpc::auth::BearerToken;
 use cairn_grpc::proto;
 use cairn_grpc::proto::ledger_service_client::LedgerServiceClient;
 use cairn_grpc::{ServerLimits, Services};
@@ -40,12 +41,15 @@ use cairn_ledger::{
     DataClass, EventId, Hash, Position, SealedPayload, StreamId, StreamVersion, TenantId,
 };
 use cairn_projections::Projections;
-use cairn_service::{Checkpointer, FeedbackLoop, Ledger, Reads, ScoringPolicy, ServerIdentity};
+use cairn_service::{Checkpointer, Ledger, ServerIdentity};
 use cairn_store::{EventStore, ExpectedVersion, NewEvent};
 use cairn_store_embedded::{EmbeddedOptions, EmbeddedStore, verify_segments};
 use clap::Parser;
 use tokio::sync::Barrier;
 use tonic::transport::Channel;
+
+/// The token the benchmark's gRPC clients present (the server accepts only it).
+const BENCH_TOKEN: &str = "cairn_bench";
 
 /// Bytes of the clear payload of every event.
 const PAYLOAD_BYTES: usize = 300;
@@ -237,14 +241,8 @@ async fn run(base: &Path, phase: Duration, rounds: u32, quick: bool) -> Result<R
     let ledger = Arc::new(Ledger::new(Arc::clone(&grpc_store), identity));
     // The benchmark measures the ledger alone: the read models are not followed (a follower would
     // take CPU from the appends measured), so nothing here may call the feedback-loop reads.
-    let services = Services {
-        ledger: Arc::clone(&ledger),
-        feedback_loop: Arc::new(FeedbackLoop::new(
-            Arc::clone(&ledger),
-            Arc::new(ScoringPolicy::built_in()),
-        )),
-        reads: Arc::new(Reads::new(ledger, Arc::new(Projections::temporary()?))),
-    };
+    let services =
+        Services::built_in(ledger, Arc::new(Projections::temporary()?), BENCH_TOKEN).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -530,7 +528,10 @@ async fn grpc_appends(
         let channel = Channel::from_shared(format!("http://{address}"))?
             .connect()
             .await?;
-        let mut client = LedgerServiceClient::new(channel);
+        let mut client = LedgerServiceClient::with_interceptor(
+            channel,
+            BearerToken::new(BENCH_TOKEN).map_err(anyhow::Error::msg)?,
+        );
         tasks.push(tokio::spawn(async move {
             let stream = proto::StreamRef {
                 tenant: "bench".into(),
