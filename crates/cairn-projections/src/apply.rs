@@ -12,7 +12,7 @@
 //! (the position of the first), so a rebuild in large batches writes about one history key per
 //! entity per batch rather than one per record: sled's cost is per key.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cairn_domain::codec::StoredPersonal;
 use cairn_domain::decision::DecisionEvent;
@@ -22,11 +22,11 @@ use cairn_domain::opportunity::{OpportunityEvent, OpportunityStatus, Validation,
 use cairn_domain::signal::SignalEvent;
 use cairn_domain::{Edge, EntityId, EntityKind, EntityRef, Event, Team, Time};
 use cairn_ledger::{Position, Record, SealedPayload, StreamVersion};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ProjectionError;
-use crate::keys::{self, EdgeEnd};
+use crate::keys;
 use crate::views::{
     AgedOutView, DecisionView, FeedbackView, InitiativeView, MilestoneView, OpportunityState,
     OpportunityView, RankEntry, SignalView,
@@ -37,6 +37,19 @@ pub(crate) const HISTORY_CHUNK_ENTRIES_MAX: usize = 256;
 /// Most bytes of entries in one stored chunk of a history (a single larger entry is a chunk of
 /// its own).
 pub(crate) const HISTORY_CHUNK_BYTES_MAX: usize = 32 * 1024;
+
+/// Most entries of a history kept in its entity's current key ([`Extra`]); more go to chunks.
+pub(crate) const TAIL_ENTRIES_MAX: usize = 32;
+/// Most bytes of entries of a history kept in its entity's current key.
+pub(crate) const TAIL_BYTES_MAX: usize = 768;
+/// Most voters whose votes an opportunity's current key holds ([`Extra`]).
+pub(crate) const VOTES_INLINE_MAX: usize = 32;
+/// Most entries in one stored chunk of a creation list.
+pub(crate) const CREATED_CHUNK_ENTRIES_MAX: usize = 128;
+/// Most edges kept in an entity's current key ([`Extra`]); more go to a chunk.
+pub(crate) const EDGES_INLINE_MAX: usize = 24;
+/// Most bytes of edges kept in an entity's current key.
+pub(crate) const EDGES_INLINE_BYTES_MAX: usize = 768;
 
 /// A stored chunk of a history: (position, entry) in position order.
 pub(crate) type HistoryChunk = Vec<(u64, Vec<u8>)>;
@@ -146,13 +159,117 @@ struct RankChange {
     after: Option<(Team, f64, RankEntry)>,
 }
 
+/// What a current key holds after its view: the newest entries of the entity's histories (older
+/// ones are in chunks under their own keys) and, for an opportunity, its first voters' latest
+/// votes. Keeping them beside the view means a batch writes one key per entity it changes, not
+/// one per history and vote.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Extra {
+    /// The histories' newest entries, all newer than any entry in their chunks, by [`History`].
+    pub(crate) tails: [HistoryChunk; 3],
+    /// (principal, weight, time) of the latest vote of each of the first [`VOTES_INLINE_MAX`]
+    /// voters; later voters' votes have keys of their own (`V`).
+    pub(crate) votes: Vec<(String, u32, i64)>,
+    /// The newest edges at the entity (older ones, and those recorded before it existed, are in
+    /// `e` chunks).
+    pub(crate) edges: Vec<StoredEdge>,
+}
+
+/// An edge at an entity: (the entity is its `to` end, relation, the far end, the position that
+/// first recorded it).
+pub(crate) type StoredEdge = (bool, String, String, u64);
+
+/// The histories of an entity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum History {
+    /// The views its records replaced (`v` chunks).
+    Versions = 0,
+    /// An opportunity's scores (`h` chunks).
+    Scores = 1,
+    /// An opportunity's statuses (`s` chunks).
+    Statuses = 2,
+}
+
+impl History {
+    const ALL: [History; 3] = [History::Versions, History::Scores, History::Statuses];
+
+    /// The chunk prefix of this history, from the entity's current key.
+    fn prefix(self, current_key: &[u8]) -> Vec<u8> {
+        match self {
+            History::Versions => {
+                let mut prefix = current_key.to_vec();
+                prefix[0] = b'v';
+                prefix
+            }
+            History::Scores | History::Statuses => {
+                let mut prefix = vec![if self == History::Scores { b'h' } else { b's' }];
+                prefix.extend_from_slice(&current_key[2..]);
+                prefix
+            }
+        }
+    }
+}
+
+/// A current key's value: the view's length (4 bytes, little-endian), the view, the [`Extra`].
+fn encode_stored(view: &[u8], extra: &Extra) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(4 + view.len() + 64);
+    bytes.extend_from_slice(&(view.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(view);
+    postcard::to_extend(extra, bytes).expect("views always encode")
+}
+
+/// The view and the rest of a current key's value.
+fn split_stored(bytes: &[u8]) -> Result<(&[u8], &[u8]), ProjectionError> {
+    let corrupt = || ProjectionError::Corrupt("a current view is cut short".into());
+    let length: [u8; 4] = bytes
+        .get(..4)
+        .ok_or_else(corrupt)?
+        .try_into()
+        .map_err(|_| corrupt())?;
+    let end = 4 + u32::from_le_bytes(length) as usize;
+    Ok((bytes.get(4..end).ok_or_else(corrupt)?, &bytes[end..]))
+}
+
+/// The view of a current key's value.
+pub(crate) fn decode_view<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProjectionError> {
+    decode(split_stored(bytes)?.0)
+}
+
+/// The [`Extra`] of a current key's value.
+pub(crate) fn decode_extra(bytes: &[u8]) -> Result<Extra, ProjectionError> {
+    decode(split_stored(bytes)?.1)
+}
+
+/// A current view the batch reads or changes, with its [`Extra`].
+#[derive(Default)]
+struct Slot {
+    view: SlotView,
+    extra: Extra,
+    /// Changed: to be written.
+    dirty: bool,
+}
+
+#[derive(Default)]
+enum SlotView {
+    /// Held by an applier (between `take_view` and `put_view`), or not created yet.
+    #[default]
+    Taken,
+    /// As stored, not decoded.
+    Raw(sled::IVec),
+    Decoded(Box<AnyView>),
+}
+
 /// The changes of one batch, over the tree.
 pub(crate) struct Overlay<'t> {
     tree: &'t sled::Tree,
     /// Current views the batch changed, by their `c` key.
-    views: HashMap<Vec<u8>, AnyView>,
-    /// New history entries, by history prefix, in position order.
-    histories: HashMap<Vec<u8>, Vec<(Position, Vec<u8>)>>,
+    views: HashMap<Vec<u8>, Slot>,
+    /// Entities the batch created, by creation prefix (kind and tenant): (position, id).
+    created: HashMap<Vec<u8>, Vec<(u64, String)>>,
+    /// Edges at entities without a view, by edge prefix.
+    orphan_edges: HashMap<Vec<u8>, Vec<StoredEdge>>,
+    /// The (relation, far end) of the edges from an entity, by edge prefix, once read.
+    edges_from: HashMap<Vec<u8>, HashSet<(String, String)>>,
     /// Ranking changes, by (tenant, opportunity id).
     ranking: HashMap<(String, String), RankChange>,
     /// Every other key the batch changed (`None`: removed).
@@ -164,17 +281,99 @@ impl<'t> Overlay<'t> {
         Overlay {
             tree,
             views: HashMap::new(),
-            histories: HashMap::new(),
+            created: HashMap::new(),
+            orphan_edges: HashMap::new(),
+            edges_from: HashMap::new(),
             ranking: HashMap::new(),
             changes: BTreeMap::new(),
         }
     }
 
-    fn push_history(&mut self, prefix: Vec<u8>, position: Position, entry: Vec<u8>) {
-        self.histories
-            .entry(prefix)
-            .or_default()
-            .push((position, entry));
+    /// Adds an entry to a history of the entity whose current key is `key` (whose view the
+    /// batch writes).
+    fn push_history(&mut self, key: &[u8], history: History, position: Position, entry: Vec<u8>) {
+        self.slot(key).extra.tails[history as usize].push((position.0, entry));
+    }
+
+    /// The slot of a current key, to change (marked dirty).
+    fn slot(&mut self, key: &[u8]) -> &mut Slot {
+        if !self.views.contains_key(key) {
+            self.views.insert(key.to_vec(), Slot::default());
+        }
+        let slot = self.views.get_mut(key).expect("just inserted");
+        slot.dirty = true;
+        slot
+    }
+
+    /// The slot of an entity that has a view (read from the tree if the batch has not yet), not
+    /// marked dirty; `None` if it has no view.
+    fn load_slot(&mut self, key: &[u8]) -> Result<Option<&mut Slot>, ProjectionError> {
+        if !self.views.contains_key(key) {
+            let Some(bytes) = self.tree.get(key)? else {
+                return Ok(None);
+            };
+            let extra = decode::<Extra>(split_stored(&bytes)?.1)?;
+            self.views.insert(
+                key.to_vec(),
+                Slot {
+                    view: SlotView::Raw(bytes),
+                    extra,
+                    dirty: false,
+                },
+            );
+        }
+        Ok(self.views.get_mut(key))
+    }
+
+    /// Records an edge at both ends, unless already recorded.
+    fn add_edge(
+        &mut self,
+        tenant: &str,
+        edge: &Edge,
+        position: Position,
+    ) -> Result<(), ProjectionError> {
+        let relation = edge.relation.as_str().to_owned();
+        let from = edge.from.to_string();
+        let to = edge.to.to_string();
+        let from_prefix = keys::edges_prefix(tenant, &from);
+        if !self.edges_from.contains_key(&from_prefix) {
+            let mut known = HashSet::new();
+            let current = keys::current(edge.from.kind, tenant, edge.from.id.as_str());
+            if let Some(slot) = self.load_slot(&current)? {
+                known.extend(
+                    slot.extra
+                        .edges
+                        .iter()
+                        .filter(|e| !e.0)
+                        .map(|e| (e.1.clone(), e.2.clone())),
+                );
+            }
+            for chunk in self.tree.scan_prefix(&from_prefix) {
+                let chunk: Vec<StoredEdge> = decode(&chunk?.1)?;
+                known.extend(chunk.into_iter().filter(|e| !e.0).map(|e| (e.1, e.2)));
+            }
+            self.edges_from.insert(from_prefix.clone(), known);
+        }
+        let known = self.edges_from.get_mut(&from_prefix).expect("just read");
+        if !known.insert((relation.clone(), to.clone())) {
+            return Ok(());
+        }
+        for (near, is_to, far) in [(&edge.from, false, to), (&edge.to, true, from)] {
+            let stored = (is_to, relation.clone(), far, position.0);
+            let current = keys::current(near.kind, tenant, near.id.as_str());
+            match self.load_slot(&current)? {
+                Some(slot) => {
+                    slot.dirty = true;
+                    slot.extra.edges.push(stored);
+                }
+                None => self
+                    .orphan_edges
+                    .entry(keys::edges_prefix(tenant, &near.to_string()))
+                    .or_default()
+                    .push(stored),
+            }
+        }
+        Ok(())
     }
 
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ProjectionError> {
@@ -192,54 +391,70 @@ impl<'t> Overlay<'t> {
         self.changes.insert(key, Some(value));
     }
 
-    /// Takes a current view out of the overlay (or reads it from the tree), to change it and put
-    /// it back with [`Overlay::put_view`].
+    /// Takes a current view out of the overlay (or reads it and its [`Extra`] from the tree), to
+    /// change it and put it back with [`Overlay::put_view`].
     fn take_view<T: StoredView>(&mut self, key: &[u8]) -> Result<Option<T>, ProjectionError> {
-        match self.views.remove(key) {
-            Some(view) => T::unwrap(view).map(Some).ok_or_else(|| {
+        let Some(slot) = self.load_slot(key)? else {
+            return Ok(None);
+        };
+        match std::mem::take(&mut slot.view) {
+            SlotView::Taken => Ok(None),
+            SlotView::Raw(bytes) => decode_view::<T>(&bytes).map(Some),
+            SlotView::Decoded(view) => T::unwrap(*view).map(Some).ok_or_else(|| {
                 ProjectionError::Corrupt("a view key holds a view of another kind".into())
             }),
-            None => self
-                .tree
-                .get(key)?
-                .map(|bytes| decode::<T>(&bytes))
-                .transpose(),
         }
     }
 
-    fn put_view<T: StoredView>(&mut self, key: Vec<u8>, view: T) {
-        self.views.insert(key, view.wrap());
+    fn put_view<T: StoredView>(&mut self, key: &[u8], view: T) {
+        self.slot(key).view = SlotView::Decoded(Box::new(view.wrap()));
     }
 
-    /// The batch: every change, each dirty view encoded once, the histories' new chunks, the
-    /// net ranking changes, and the applied position.
-    pub(crate) fn into_batch(self, applied: Position) -> sled::Batch {
+    /// The batch: every change, each dirty view encoded once with its [`Extra`] (a history
+    /// tail grown too long goes to chunks), the creations in chunks, the net ranking changes,
+    /// and the applied position.
+    pub(crate) fn into_batch(self, applied: Position) -> Result<sled::Batch, ProjectionError> {
         let mut batch = sled::Batch::default();
-        for (key, view) in self.views {
-            batch.insert(key, view.encode());
-        }
-        for (prefix, entries) in self.histories {
-            let mut chunk: HistoryChunk = Vec::new();
-            let mut chunk_bytes = 0;
-            let mut first = Position::ZERO;
-            for (position, entry) in entries {
-                let full = chunk.len() == HISTORY_CHUNK_ENTRIES_MAX
-                    || (!chunk.is_empty() && chunk_bytes + entry.len() > HISTORY_CHUNK_BYTES_MAX);
-                if full {
-                    batch.insert(
-                        keys::with_position(prefix.clone(), first),
-                        encode(&std::mem::take(&mut chunk)),
-                    );
-                    chunk_bytes = 0;
-                }
-                if chunk.is_empty() {
-                    first = position;
-                }
-                chunk_bytes += entry.len();
-                chunk.push((position.0, entry));
+        for (key, mut slot) in self.views {
+            let view = match slot.view {
+                _ if !slot.dirty => continue,
+                // Read and not put back: only on an error, which drops the batch.
+                SlotView::Taken => continue,
+                SlotView::Raw(bytes) => split_stored(&bytes)?.0.to_vec(),
+                SlotView::Decoded(view) => view.encode(),
+            };
+            let edge_bytes: usize = slot
+                .extra
+                .edges
+                .iter()
+                .map(|e| e.1.len() + e.2.len() + 6)
+                .sum();
+            if slot.extra.edges.len() > EDGES_INLINE_MAX || edge_bytes > EDGES_INLINE_BYTES_MAX {
+                let mut chunk_key = keys::edges_prefix_of_current(&key)?;
+                chunk_key.extend_from_slice(&applied.0.to_be_bytes());
+                chunk_key.push(1);
+                batch.insert(chunk_key, encode(&std::mem::take(&mut slot.extra.edges)));
             }
-            if !chunk.is_empty() {
-                batch.insert(keys::with_position(prefix, first), encode(&chunk));
+            for history in History::ALL {
+                let tail = &mut slot.extra.tails[history as usize];
+                let bytes: usize = tail.iter().map(|(_, entry)| entry.len() + 4).sum();
+                if tail.len() > TAIL_ENTRIES_MAX || bytes > TAIL_BYTES_MAX {
+                    write_chunks(&mut batch, history.prefix(&key), std::mem::take(tail));
+                }
+            }
+            batch.insert(key, encode_stored(&view, &slot.extra));
+        }
+        for (mut chunk_key, edges) in self.orphan_edges {
+            chunk_key.extend_from_slice(&applied.0.to_be_bytes());
+            chunk_key.push(0);
+            batch.insert(chunk_key, encode(&edges));
+        }
+        for (prefix, entries) in self.created {
+            for chunk in entries.chunks(CREATED_CHUNK_ENTRIES_MAX) {
+                batch.insert(
+                    keys::with_position(prefix.clone(), Position(chunk[0].0)),
+                    encode(&chunk),
+                );
             }
         }
         for ((tenant, id), change) in self.ranking {
@@ -269,7 +484,31 @@ impl<'t> Overlay<'t> {
             }
         }
         batch.insert(keys::APPLIED, &applied.0.to_be_bytes());
-        batch
+        Ok(batch)
+    }
+}
+
+/// Writes history entries (in position order, all newer than the history's chunks) as chunks
+/// under `prefix`, each keyed by the position of its first entry.
+fn write_chunks(batch: &mut sled::Batch, prefix: Vec<u8>, entries: HistoryChunk) {
+    let mut chunk: HistoryChunk = Vec::new();
+    let mut chunk_bytes = 0;
+    for (position, entry) in entries {
+        let full = chunk.len() == HISTORY_CHUNK_ENTRIES_MAX
+            || (!chunk.is_empty() && chunk_bytes + entry.len() > HISTORY_CHUNK_BYTES_MAX);
+        if full {
+            let first = Position(chunk[0].0);
+            batch.insert(
+                keys::with_position(prefix.clone(), first),
+                encode(&std::mem::take(&mut chunk)),
+            );
+            chunk_bytes = 0;
+        }
+        chunk_bytes += entry.len();
+        chunk.push((position, entry));
+    }
+    if let Some(&(first, _)) = chunk.first() {
+        batch.insert(keys::with_position(prefix, Position(first)), encode(&chunk));
     }
 }
 
@@ -307,16 +546,19 @@ pub(crate) fn apply_record(
         recorded_at: Time(envelope.recorded_at.0),
         stream_version: envelope.stream_version,
     };
-    for edge in event.edges(&own) {
-        applier.edge(&edge)?;
-    }
+    let edges = event.edges(&own);
     match event {
         Event::Feedback(event) => applier.feedback(event),
         Event::Signal(event) => applier.signal(event),
         Event::Opportunity(event) => applier.opportunity(event),
         Event::Decision(event) => applier.decision(event),
         Event::Initiative(event) => applier.initiative(event),
+    }?;
+    // After the record's own view is stored, so its edges go beside it.
+    for edge in edges {
+        overlay.add_edge(envelope.stream.tenant.as_str(), &edge, position)?;
     }
+    Ok(())
 }
 
 struct Applier<'a, 't> {
@@ -333,32 +575,6 @@ impl Applier<'_, '_> {
         keys::current(kind, self.tenant, self.id.as_str())
     }
 
-    /// Records an edge in both directions, with the first position that named it.
-    fn edge(&mut self, edge: &Edge) -> Result<(), ProjectionError> {
-        let forward = keys::edge(
-            EdgeEnd::From,
-            self.tenant,
-            &edge.from,
-            edge.relation,
-            &edge.to,
-        );
-        if self.overlay.get_raw(&forward)?.is_none() {
-            let position = self.position.0.to_be_bytes().to_vec();
-            self.overlay.put(forward, position.clone());
-            self.overlay.put(
-                keys::edge(
-                    EdgeEnd::To,
-                    self.tenant,
-                    &edge.to,
-                    edge.relation,
-                    &edge.from,
-                ),
-                position,
-            );
-        }
-        Ok(())
-    }
-
     /// Starts the view of an entity this record creates. A creation is its stream's first
     /// record, and stream versions are gapless, so a second creation cannot go unnoticed.
     fn created<T: StoredView>(&mut self) -> Result<(), ProjectionError> {
@@ -371,10 +587,11 @@ impl Applier<'_, '_> {
                 self.stream_version.0
             )));
         }
-        self.overlay.put(
-            keys::with_position(keys::created_prefix(T::KIND, self.tenant), self.position),
-            self.id.as_str().as_bytes().to_vec(),
-        );
+        self.overlay
+            .created
+            .entry(keys::created_prefix(T::KIND, self.tenant))
+            .or_default()
+            .push((self.position.0, self.id.as_str().to_owned()));
         Ok(())
     }
 
@@ -390,7 +607,8 @@ impl Applier<'_, '_> {
             ))
         })?;
         self.overlay.push_history(
-            keys::version_prefix(T::KIND, self.tenant, self.id.as_str()),
+            &key,
+            History::Versions,
             view.last_position(),
             view.version(),
         );
@@ -405,21 +623,18 @@ impl Applier<'_, '_> {
             return Ok(());
         };
         if !view.opportunities.contains(self.id) {
-            self.overlay.push_history(
-                keys::version_prefix(EntityKind::Feedback, self.tenant, feedback.as_str()),
-                view.last_position,
-                view.version(),
-            );
+            self.overlay
+                .push_history(&key, History::Versions, view.last_position, view.version());
             view.opportunities.push(self.id.clone());
             view.last_position = self.position;
         }
-        self.overlay.put_view(key, view);
+        self.overlay.put_view(&key, view);
         Ok(())
     }
 
     /// Stores the current view.
     fn store<T: StoredView>(&mut self, view: T) {
-        self.overlay.put_view(self.current_key(T::KIND), view);
+        self.overlay.put_view(&self.current_key(T::KIND), view);
     }
 
     fn feedback(&mut self, event: FeedbackEvent) -> Result<(), ProjectionError> {
@@ -482,7 +697,7 @@ impl Applier<'_, '_> {
         // A signal never changes: it needs no versions (as of an earlier position, it is absent).
         let key = self.current_key(EntityKind::Signal);
         self.overlay.put_view(
-            key,
+            &key,
             SignalView {
                 id,
                 observation,
@@ -535,8 +750,19 @@ impl Applier<'_, '_> {
         vote: &VoteRecord,
         only_if_newer: bool,
     ) -> Result<(), ProjectionError> {
-        let key = keys::vote(self.tenant, view.id.as_str(), vote.principal.as_str());
-        let old: Option<(u32, i64)> = self.overlay.get(&key)?;
+        let principal = vote.principal.as_str();
+        let current = self.current_key(EntityKind::Opportunity);
+        let inline = &mut self.overlay.slot(&current).extra.votes;
+        // The first voters are in the current key; once it holds VOTES_INLINE_MAX, later voters
+        // have keys of their own.
+        let (old, key) = match inline.iter().position(|(p, _, _)| p == principal) {
+            Some(index) => (Some((inline[index].1, inline[index].2)), None),
+            None if inline.len() < VOTES_INLINE_MAX => (None, None),
+            None => {
+                let key = keys::vote(self.tenant, view.id.as_str(), principal);
+                (self.overlay.get::<(u32, i64)>(&key)?, Some(key))
+            }
+        };
         if only_if_newer && old.is_some_and(|(_, at)| at >= vote.at.0) {
             return Ok(());
         }
@@ -545,7 +771,16 @@ impl Applier<'_, '_> {
             None => view.voters += 1,
         }
         view.vote_weight += u64::from(vote.weight);
-        self.overlay.put(key, encode(&(vote.weight, vote.at.0)));
+        match key {
+            Some(key) => self.overlay.put(key, encode(&(vote.weight, vote.at.0))),
+            None => {
+                let inline = &mut self.overlay.slot(&current).extra.votes;
+                match inline.iter_mut().find(|(p, _, _)| p == principal) {
+                    Some(entry) => *entry = (principal.to_owned(), vote.weight, vote.at.0),
+                    None => inline.push((principal.to_owned(), vote.weight, vote.at.0)),
+                }
+            }
+        }
         Ok(())
     }
 
@@ -639,7 +874,8 @@ impl Applier<'_, '_> {
                 view.score = Some(snapshot.value);
                 view.score_position = Some(self.position);
                 self.overlay.push_history(
-                    keys::score_prefix(self.tenant, self.id.as_str()),
+                    &self.current_key(EntityKind::Opportunity),
+                    History::Scores,
                     self.position,
                     snapshot.value.to_bits().to_be_bytes().to_vec(),
                 );
@@ -686,7 +922,8 @@ impl Applier<'_, '_> {
         view.last_position = self.position;
         if before.is_none_or(|(status, _)| status != view.status) {
             self.overlay.push_history(
-                keys::status_prefix(self.tenant, self.id.as_str()),
+                &self.current_key(EntityKind::Opportunity),
+                History::Statuses,
                 self.position,
                 encode(&view.status),
             );

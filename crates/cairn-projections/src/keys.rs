@@ -4,26 +4,34 @@
 //! one `sled::Batch` changes views, indexes and the applied position atomically.
 //!
 //! A history chunk is a postcard list of (position, entry), in position order, keyed by the
-//! position of its first entry; chunks of one history never overlap, so the entry in force at
-//! `P` is in the last chunk whose key is at or before `P`.
+//! position of its first entry; chunks of one history never overlap, and the history's newest
+//! entries (the tail) are kept beside the entity's view, all newer than any chunk: the entry in
+//! force at `P` is in the tail when its first entry is at or before `P`, else in the last chunk
+//! whose key is at or before `P`.
+//!
+//! sled's cost is about 4 µs per key written, whatever its size up to a kilobyte or so, so an
+//! entity's view carries what changes with it: its history tails, its first voters' votes and its
+//! newest edges (the [`crate::apply`] `Extra`). A batch then writes about one key per entity it
+//! touches; what grows past the limits of `Extra` goes to keys of its own.
 //!
 //! | prefix | key | value |
 //! |---|---|---|
 //! | `m` | `applied`, `format` | the last applied position; the layout version |
-//! | `c` kind | tenant, id | the entity's current view |
+//! | `c` kind | tenant, id | the view's length (4 bytes LE), the entity's current view, then `Extra`: the tails of its histories (versions; scores and statuses for an opportunity), the latest vote of its first voters (opportunity), its newest edges (both ends, each with the position that first recorded it) |
 //! | `v` kind | tenant, id, position | history chunk: the views the entity's later records replaced, each keyed by the record that made it (for an opportunity, only what changes after creation: `OpportunityState`; a signal never changes) |
-//! | `n` kind | tenant, position | the id of the entity created at that position (lists, in ledger order) |
+//! | `n` kind | tenant, position | chunk of (creation position, id) of the entities created from that position on, in ledger order (lists); one chunk per batch and tenant, at most 128 entries |
 //! | `r` | tenant, score (descending order), id | a ranked opportunity now (`RankEntry`) |
 //! | `R` | tenant, team, score (descending order), id | the same, per team |
 //! | `h` | tenant, id, position | history chunk: the scores recorded from that position on |
 //! | `s` | tenant, id, position | history chunk: the opportunity statuses entered from that position on |
-//! | `V` | tenant, opportunity, principal | the principal's latest vote (weight, time) |
-//! | `e` | tenant, from, relation, to | the position that first recorded the edge |
-//! | `E` | tenant, to, relation, from | the same edge, indexed by its `to` end |
+//! | `V` | tenant, opportunity, principal | the latest vote (weight, time) of a voter beyond the first 32 |
+//! | `e` | tenant, `kind/id`, batch position, 0 or 1 | chunk of edges at the entity: those spilled from its `Extra` (1), or recorded while it had no view (0) |
 //! | `a` | tenant, time, position | an opportunity that aged out (`AgedOutView`) |
 
-use cairn_domain::{EntityKind, EntityRef, Relation};
+use cairn_domain::EntityKind;
 use cairn_ledger::Position;
+
+use crate::error::ProjectionError;
 
 /// The last applied position.
 pub(crate) const APPLIED: &[u8] = b"m\0applied";
@@ -70,13 +78,6 @@ pub(crate) fn created_prefix(kind: EntityKind, tenant: &str) -> Vec<u8> {
 pub(crate) fn with_position(mut prefix: Vec<u8>, position: Position) -> Vec<u8> {
     prefix.extend_from_slice(&position.0.to_be_bytes());
     prefix
-}
-
-/// The position in the last 8 bytes of a key or value; `None` when shorter.
-pub(crate) fn position_suffix(bytes: &[u8]) -> Option<Position> {
-    let start = bytes.len().checked_sub(8)?;
-    let suffix: [u8; 8] = bytes[start..].try_into().ok()?;
-    Some(Position(u64::from_be_bytes(suffix)))
 }
 
 /// An f64 as 8 bytes that sort in descending `f64::total_cmp` order.
@@ -151,36 +152,28 @@ pub(crate) enum EdgeEnd {
     To,
 }
 
-/// The prefix of an entity's edges keyed by the given end.
-pub(crate) fn edge_prefix(end: EdgeEnd, tenant: &str, entity: &EntityRef) -> Vec<u8> {
-    let prefix: &[u8] = match end {
-        EdgeEnd::From => b"e",
-        EdgeEnd::To => b"E",
+/// The prefix of the edge chunks of an entity (`kind/id`).
+pub(crate) fn edges_prefix(tenant: &str, entity: &str) -> Vec<u8> {
+    join(b"e", &[tenant.as_bytes(), entity.as_bytes()])
+}
+
+/// The prefix of the edge chunks of the entity whose current key is `current`.
+pub(crate) fn edges_prefix_of_current(current: &[u8]) -> Result<Vec<u8>, ProjectionError> {
+    let corrupt = || ProjectionError::Corrupt("a current key does not parse".into());
+    let kind = match current.get(1).ok_or_else(corrupt)? {
+        b'f' => EntityKind::Feedback,
+        b's' => EntityKind::Signal,
+        b'o' => EntityKind::Opportunity,
+        b'd' => EntityKind::Decision,
+        b'i' => EntityKind::Initiative,
+        _ => return Err(corrupt()),
     };
-    join(prefix, &[tenant.as_bytes(), entity.to_string().as_bytes()])
-}
-
-/// The edge key of `near -relation-> far` (for [`EdgeEnd::From`]) or `far -relation-> near`
-/// (for [`EdgeEnd::To`]).
-pub(crate) fn edge(
-    end: EdgeEnd,
-    tenant: &str,
-    near: &EntityRef,
-    relation: Relation,
-    far: &EntityRef,
-) -> Vec<u8> {
-    let mut key = edge_prefix(end, tenant, near);
-    key.extend_from_slice(relation.as_str().as_bytes());
-    key.push(0);
-    key.extend_from_slice(far.to_string().as_bytes());
-    key
-}
-
-/// The relation and far end of an edge key under a prefix of `prefix_len` bytes.
-pub(crate) fn edge_parts(key: &[u8], prefix_len: usize) -> Option<(Relation, EntityRef)> {
-    let rest = std::str::from_utf8(key.get(prefix_len..)?).ok()?;
-    let (relation, far) = rest.split_once('\0')?;
-    Some((Relation::parse(relation)?, EntityRef::parse(far).ok()?))
+    let rest = std::str::from_utf8(&current[2..]).map_err(|_| corrupt())?;
+    let mut parts = rest.split('\0');
+    let (Some(tenant), Some(id)) = (parts.next(), parts.next()) else {
+        return Err(corrupt());
+    };
+    Ok(edges_prefix(tenant, &format!("{kind}/{id}")))
 }
 
 pub(crate) fn aged_prefix(tenant: &str) -> Vec<u8> {

@@ -47,7 +47,7 @@ const OPEN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The version of the key layout and view encodings. A directory written with another version is
 /// cleared on open and rebuilt from the ledger by following it from position 1.
-const FORMAT_VERSION: u32 = 3;
+const FORMAT_VERSION: u32 = 4;
 
 /// The read models.
 pub struct Projections {
@@ -171,7 +171,7 @@ impl Projections {
         if last == applied {
             return Ok(());
         }
-        let batch = overlay.into_batch(last);
+        let batch = overlay.into_batch(last)?;
         self.write_sequence.fetch_add(1, Ordering::SeqCst);
         let written = self.tree.apply_batch(batch);
         if written.is_ok() {

@@ -20,7 +20,10 @@ use cairn_domain::{Edge, EntityId, EntityKind, EntityRef, PrincipalId, Relation,
 use cairn_ledger::Position;
 
 use crate::Projections;
-use crate::apply::{HistoryChunk, StoredView, Versioned, decode};
+use crate::apply::{
+    Extra, History, HistoryChunk, StoredEdge, StoredView, Versioned, decode, decode_extra,
+    decode_view,
+};
 use crate::error::ProjectionError;
 use crate::keys::{self, EdgeEnd};
 use crate::views::{
@@ -206,11 +209,24 @@ impl Projections {
         }
     }
 
-    fn current<T: StoredView>(&self, tenant: &str, id: &str) -> Result<Option<T>, ProjectionError> {
+    /// The current view of an entity and its stored value (for the [`Extra`]).
+    fn current<T: StoredView>(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<(T, sled::IVec)>, ProjectionError> {
         self.tree
             .get(keys::current(T::KIND, tenant, id))?
-            .map(|bytes| decode::<T>(&bytes))
+            .map(|bytes| Ok((decode_view::<T>(&bytes)?, bytes)))
             .transpose()
+    }
+
+    /// The [`Extra`] of an entity (empty when it does not exist).
+    fn extra(&self, kind: EntityKind, tenant: &str, id: &str) -> Result<Extra, ProjectionError> {
+        match self.tree.get(keys::current(kind, tenant, id))? {
+            Some(bytes) => decode_extra(&bytes),
+            None => Ok(Extra::default()),
+        }
     }
 
     /// The view as of `at`, given the current one; `None` if it did not exist yet.
@@ -218,16 +234,30 @@ impl Projections {
         &self,
         tenant: &str,
         id: &str,
-        current: Option<T>,
+        current: Option<(T, sled::IVec)>,
         at: Position,
     ) -> Result<Option<T>, ProjectionError> {
         match current {
             None => Ok(None),
-            Some(view) if view.last_position() <= at => Ok(Some(view)),
-            Some(view) => match self.history_last(keys::version_prefix(T::KIND, tenant, id), at)? {
-                Some((_, version)) => Ok(Some(T::at_version(view, &version)?)),
-                None => Ok(None),
-            },
+            Some((view, _)) if view.last_position() <= at => Ok(Some(view)),
+            Some((view, bytes)) => {
+                let tail =
+                    std::mem::take(&mut decode_extra(&bytes)?.tails[History::Versions as usize]);
+                let version = match tail.first() {
+                    Some((first, _)) if *first <= at.0 => tail
+                        .into_iter()
+                        .take_while(|(position, _)| *position <= at.0)
+                        .last()
+                        .map(|(_, version)| version),
+                    _ => self
+                        .history_last(keys::version_prefix(T::KIND, tenant, id), at)?
+                        .map(|(_, version)| version),
+                };
+                match version {
+                    Some(version) => Ok(Some(T::at_version(view, &version)?)),
+                    None => Ok(None),
+                }
+            }
         }
     }
 
@@ -255,23 +285,37 @@ impl Projections {
             return Ok(());
         }
         let prefix = keys::created_prefix(T::KIND, tenant);
-        let start = keys::with_position(prefix.clone(), after.next());
+        let from = after.next();
+        // The chunk holding `from` may start before it.
+        let start = match self
+            .tree
+            .range(prefix.clone()..=keys::with_position(prefix.clone(), from))
+            .next_back()
+        {
+            Some(entry) => entry?.0.to_vec(),
+            None => prefix.clone(),
+        };
         let end = keys::with_position(prefix, at);
-        for entry in self.tree.range(start..=end) {
-            let (key, id) = entry?;
-            let created = keys::position_suffix(&key)
-                .ok_or_else(|| ProjectionError::Corrupt("a creation key is too short".into()))?;
-            let id = std::str::from_utf8(&id)
-                .map_err(|_| ProjectionError::Corrupt("an entity id is not text".into()))?;
-            let current = self.current::<T>(tenant, id)?;
-            let view = self.view_at(tenant, id, current, at)?.ok_or_else(|| {
-                ProjectionError::Corrupt(format!(
-                    "{}/{id} created at {created} has no view as of {at}",
-                    T::KIND
-                ))
-            })?;
-            if !visit(created, view) {
-                break;
+        for chunk in self.tree.range(start..=end) {
+            let chunk: Vec<(u64, String)> = decode(&chunk?.1)?;
+            for (created, id) in chunk {
+                let created = Position(created);
+                if created < from {
+                    continue;
+                }
+                if created > at {
+                    return Ok(());
+                }
+                let current = self.current::<T>(tenant, &id)?;
+                let view = self.view_at(tenant, &id, current, at)?.ok_or_else(|| {
+                    ProjectionError::Corrupt(format!(
+                        "{}/{id} created at {created} has no view as of {at}",
+                        T::KIND
+                    ))
+                })?;
+                if !visit(created, view) {
+                    return Ok(());
+                }
             }
         }
         Ok(())
@@ -616,7 +660,10 @@ impl Projections {
     ) -> Result<AtPosition<Vec<(Position, f64)>>, ProjectionError> {
         let position = self.resolve(as_of)?;
         let mut scores = Vec::new();
-        for (at_position, bytes) in self.history(keys::score_prefix(tenant, id), position)? {
+        let tail = std::mem::take(
+            &mut self.extra(EntityKind::Opportunity, tenant, id)?.tails[History::Scores as usize],
+        );
+        for (at_position, bytes) in self.history(keys::score_prefix(tenant, id), tail, position)? {
             let bits: [u8; 8] = bytes
                 .as_slice()
                 .try_into()
@@ -637,16 +684,21 @@ impl Projections {
     ) -> Result<AtPosition<Vec<(Position, OpportunityStatus)>>, ProjectionError> {
         let position = self.resolve(as_of)?;
         let mut statuses = Vec::new();
-        for (at_position, bytes) in self.history(keys::status_prefix(tenant, id), position)? {
+        let tail = std::mem::take(
+            &mut self.extra(EntityKind::Opportunity, tenant, id)?.tails[History::Statuses as usize],
+        );
+        for (at_position, bytes) in self.history(keys::status_prefix(tenant, id), tail, position)? {
             statuses.push((at_position, decode(&bytes)?));
         }
         Ok(at(statuses, position))
     }
 
-    /// The entries of the history under `prefix` up to `at`, oldest first.
+    /// The entries up to `at` of the history with chunks under `prefix` and newest entries
+    /// `tail` (from the entity's [`Extra`]), oldest first.
     fn history(
         &self,
         prefix: Vec<u8>,
+        tail: HistoryChunk,
         at: Position,
     ) -> Result<Vec<(Position, Vec<u8>)>, ProjectionError> {
         let end = keys::with_position(prefix.clone(), at);
@@ -656,11 +708,17 @@ impl Projections {
             entries.extend(
                 chunk
                     .into_iter()
-                    .take_while(|(position, _)| *position <= at.0)
-                    .map(|(position, entry)| (Position(position), entry)),
+                    .take_while(|(position, _)| *position <= at.0),
             );
         }
-        Ok(entries)
+        entries.extend(
+            tail.into_iter()
+                .take_while(|(position, _)| *position <= at.0),
+        );
+        Ok(entries
+            .into_iter()
+            .map(|(position, entry)| (Position(position), entry))
+            .collect())
     }
 
     /// The newest entry of the history under `prefix` at or before `at`.
@@ -733,8 +791,11 @@ impl Projections {
         as_of: Option<Position>,
     ) -> Result<AtPosition<Vec<EdgeView>>, ProjectionError> {
         let position = self.resolve(as_of)?;
-        let mut edges = self.edges_at(EdgeEnd::From, tenant, entity, position)?;
-        edges.extend(self.edges_at(EdgeEnd::To, tenant, entity, position)?);
+        let mut edges: Vec<EdgeView> = self
+            .edges_around(tenant, entity, position)?
+            .into_iter()
+            .map(|(_, edge)| edge)
+            .collect();
         sort_edges(&mut edges);
         Ok(at(edges, position))
     }
@@ -792,30 +853,55 @@ impl Projections {
         entity: &EntityRef,
         at: Position,
     ) -> Result<Vec<EdgeView>, ProjectionError> {
-        let prefix = keys::edge_prefix(end, tenant, entity);
+        let mut edges = self.edges_around(tenant, entity, at)?;
+        edges.retain(|(e, _)| *e == end);
+        Ok(edges.into_iter().map(|(_, edge)| edge).collect())
+    }
+
+    /// The edges at an entity recorded up to `at`, each with the end the entity is at: those
+    /// beside its view and those in its edge chunks.
+    fn edges_around(
+        &self,
+        tenant: &str,
+        entity: &EntityRef,
+        at: Position,
+    ) -> Result<Vec<(EdgeEnd, EdgeView)>, ProjectionError> {
+        let mut stored = self.extra(entity.kind, tenant, entity.id.as_str())?.edges;
+        for chunk in self
+            .tree
+            .scan_prefix(keys::edges_prefix(tenant, &entity.to_string()))
+        {
+            stored.extend(decode::<Vec<StoredEdge>>(&chunk?.1)?);
+        }
         let mut edges = Vec::new();
-        for entry in self.tree.scan_prefix(&prefix) {
-            let (key, value) = entry?;
-            let position = keys::position_suffix(&value)
-                .ok_or_else(|| ProjectionError::Corrupt("an edge position is too short".into()))?;
+        for (is_to, relation, far, position) in stored {
+            let position = Position(position);
             if position > at {
                 continue;
             }
-            let (relation, far) = keys::edge_parts(&key, prefix.len())
-                .ok_or_else(|| ProjectionError::Corrupt("an edge key does not parse".into()))?;
-            let edge = match end {
-                EdgeEnd::From => Edge {
-                    from: entity.clone(),
-                    relation,
-                    to: far,
-                },
-                EdgeEnd::To => Edge {
-                    from: far,
-                    relation,
-                    to: entity.clone(),
-                },
+            let corrupt = || ProjectionError::Corrupt("a stored edge does not parse".into());
+            let relation = Relation::parse(&relation).ok_or_else(corrupt)?;
+            let far = EntityRef::parse(&far).map_err(|_| corrupt())?;
+            let (end, edge) = if is_to {
+                (
+                    EdgeEnd::To,
+                    Edge {
+                        from: far,
+                        relation,
+                        to: entity.clone(),
+                    },
+                )
+            } else {
+                (
+                    EdgeEnd::From,
+                    Edge {
+                        from: entity.clone(),
+                        relation,
+                        to: far,
+                    },
+                )
             };
-            edges.push(EdgeView { edge, position });
+            edges.push((end, EdgeView { edge, position }));
         }
         Ok(edges)
     }
@@ -856,8 +942,11 @@ impl Projections {
             if distance == depth {
                 continue;
             }
-            let mut around = self.edges_at(EdgeEnd::From, tenant, &node, position)?;
-            around.extend(self.edges_at(EdgeEnd::To, tenant, &node, position)?);
+            let mut around: Vec<EdgeView> = self
+                .edges_around(tenant, &node, position)?
+                .into_iter()
+                .map(|(_, edge)| edge)
+                .collect();
             sort_edges(&mut around);
             for view in around {
                 let (upstream, downstream) = direction_of(&view.edge);
