@@ -403,8 +403,9 @@ mod tests {
             matches!(whole.code(), Code::ResourceExhausted | Code::OutOfRange),
             "{whole:?}"
         );
-        assert_eq!(read, 38);
-        assert_eq!(positions, (3..=40).collect::<Vec<u64>>());
+        // The server's policy activation is position 1; the 40 records follow it.
+        assert_eq!(read, 39);
+        assert_eq!(positions, (3..=41).collect::<Vec<u64>>());
     }
 
     #[test]
