@@ -7,10 +7,12 @@
 //! When a record changes an entity, the view it replaces goes to the entity's history, keyed by
 //! the position of the record that made it (an opportunity record also adds to its score and
 //! status histories when those change), so a query as of any position is exact (see `query`):
-//! the history holds every superseded version, the current view the latest. A batch writes each
-//! history's new entries as chunks of up to [`HISTORY_CHUNK_ENTRIES_MAX`] entries under one key
-//! (the position of the first), so a rebuild in large batches writes about one history key per
-//! entity per batch rather than one per record: sled's cost is per key.
+//! the history holds every superseded version, the current view the latest. A history's newest
+//! entries stay beside the view in its key ([`Extra`], with the first voters' votes and the newest
+//! edges); past [`TAIL_ENTRIES_MAX`] entries or [`TAIL_BYTES_MAX`] bytes they go to chunks of up
+//! to [`HISTORY_CHUNK_ENTRIES_MAX`] entries under one key (the position of the first). A batch
+//! thus writes about one key per entity it touches rather than several per record: sled's cost
+//! is per key.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
