@@ -494,6 +494,16 @@ pub fn names_position(text: &str, position: u64) -> bool {
     })
 }
 
+/// The ledger's head position. A fresh server's ledger is not empty: it opens with the server's
+/// `policy.activated` record.
+pub async fn head_position(client: &mut LedgerServiceClient<AuthChannel>) -> Result<u64> {
+    Ok(client
+        .get_log_info(proto::GetLogInfoRequest {})
+        .await?
+        .into_inner()
+        .head_position)
+}
+
 /// A channel to `url` that presents `token` on every call.
 pub async fn auth_channel(url: &str, token: &str) -> Result<AuthChannel> {
     let channel = Channel::from_shared(url.to_owned())?
