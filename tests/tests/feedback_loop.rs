@@ -742,28 +742,33 @@ fn repository_policy() -> Result<(String, Vec<AgingRuleSpec>)> {
     Ok((active.context("policy.toml names no active model")?, rules))
 }
 
-/// A copy of the repository's `policies/scoring/` in which `active` is the active model, for
-/// `cairn serve --policies`.
+/// A copy of the repository's `policies/` bundle in which `active` is the active scoring model,
+/// for `cairn serve --policies`.
 fn policies_with_active(active: &str) -> Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new()
         .prefix("cairn-e2e-policies-")
         .tempdir()?;
-    let source = workspace_root().join("policies/scoring");
-    for entry in std::fs::read_dir(&source).with_context(|| format!("{}", source.display()))? {
-        let path = entry?.path();
-        let name = path.file_name().context("a file name")?.to_owned();
-        let mut text = std::fs::read_to_string(&path)?;
-        if name == "policy.toml" {
-            text = text
-                .lines()
-                .map(|line| match line.starts_with("active_model") {
-                    true => format!("active_model = \"{active}\""),
-                    false => line.to_owned(),
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
+    let source = workspace_root().join("policies");
+    for folder in ["access", "tests", "scoring"] {
+        let from = source.join(folder);
+        let to = dir.path().join(folder);
+        std::fs::create_dir_all(&to)?;
+        for entry in std::fs::read_dir(&from).with_context(|| format!("{}", from.display()))? {
+            let path = entry?.path();
+            let name = path.file_name().context("a file name")?.to_owned();
+            let mut text = std::fs::read_to_string(&path)?;
+            if folder == "scoring" && name == "policy.toml" {
+                text = text
+                    .lines()
+                    .map(|line| match line.starts_with("active_model") {
+                        true => format!("active_model = \"{active}\""),
+                        false => line.to_owned(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+            }
+            std::fs::write(to.join(name), text)?;
         }
-        std::fs::write(dir.path().join(name), text)?;
     }
     Ok(dir)
 }

@@ -8,6 +8,10 @@ use cairn_grpc::proto;
 
 /// Records written before tampering.
 const RECORDS: u64 = 24;
+/// The records a fresh server writes itself before any client's: its policy activation.
+const SERVER_RECORDS: u64 = 1;
+/// The last position of the stopped ledger.
+const LAST: u64 = SERVER_RECORDS + RECORDS;
 /// The record that is tampered with: in the middle, so it can never pass for a torn tail.
 const TAMPERED: u64 = 11;
 
@@ -41,7 +45,7 @@ async fn stopped_ledger() -> Result<(Server, Vec<proto::Record>)> {
             .await?;
     }
     let records = read_all(&mut client).await?;
-    ensure!(records.len() as u64 == RECORDS);
+    ensure!(records.len() as u64 == LAST);
     drop(client);
     let status = server.terminate()?;
     ensure!(status.success(), "SIGTERM: {status}\n{}", server.stderr());
@@ -204,7 +208,7 @@ async fn check_torn_tail_is_cut(tail: TornTail) -> Result<()> {
     let (mut server, records) = stopped_ledger().await?;
     let last = records.last().context("records")?;
     let (path, _, frame) = segment::locate(server.data_dir(), &last.envelope)?;
-    ensure!(frame.position == RECORDS);
+    ensure!(frame.position == LAST);
     let mut bytes = std::fs::read(&path)?;
     // After the last frame: the end of the file, or zero padding (a preallocated segment).
     let end = frame.body.end;
@@ -253,7 +257,7 @@ async fn check_torn_tail_is_cut(tail: TornTail) -> Result<()> {
         })
         .await?
         .into_inner();
-    ensure!(answer.first_position == RECORDS + 1, "{answer:?}");
+    ensure!(answer.first_position == LAST + 1, "{answer:?}");
     drop(client);
     ensure!(
         server.terminate()?.success(),
