@@ -207,7 +207,7 @@ async fn the_readme_walkthrough() -> Result<()> {
     ensure!(
         appended
             .stdout
-            .contains("appended positions 1..1 stream version 1"),
+            .contains("appended positions 2..2 stream version 1"),
         "{appended}"
     );
     let event_id = "0f".repeat(16);
@@ -235,7 +235,7 @@ async fn the_readme_walkthrough() -> Result<()> {
     ensure!(
         personal
             .stdout
-            .contains("appended positions 2..2 stream version 2"),
+            .contains("appended positions 3..3 stream version 2"),
         "{personal}"
     );
     // A retry with the same event id is recorded once.
@@ -261,7 +261,7 @@ async fn the_readme_walkthrough() -> Result<()> {
         "user:bob",
     ])?;
     ensure!(
-        retry.stdout.contains("positions 2..2") && retry.stdout.contains("retry"),
+        retry.stdout.contains("positions 3..3") && retry.stdout.contains("retry"),
         "{retry}"
     );
     // A stale expected version is refused.
@@ -294,20 +294,25 @@ async fn the_readme_walkthrough() -> Result<()> {
         "--actor",
         "ci",
     ])?;
-    ensure!(batch.stdout.contains("appended positions 3..4"), "{batch}");
+    ensure!(batch.stdout.contains("appended positions 4..5"), "{batch}");
 
-    // Read the whole ledger, one stream, and with personal data opened.
+    // Read the whole ledger, one stream, and with personal data opened. The server's policy
+    // activation opens it.
     let all = cairn_ok(&["read", "--server", url, "--all"])?;
     let lines: Vec<&str> = all.stdout.lines().collect();
-    ensure!(lines.len() == 4, "read --all printed:\n{all}");
+    ensure!(lines.len() == 5, "read --all printed:\n{all}");
+    ensure!(
+        lines[0].contains("cairn-system/policy/bundle") && lines[0].contains("policy.activated"),
+        "{all}"
+    );
     for (index, line) in lines.iter().enumerate() {
         ensure!(
             line.starts_with(&format!("{} ", index + 1)),
             "line {index}: {line}"
         );
     }
-    ensure!(lines[0].contains("acme/notes/fb-1") && lines[0].contains("the build is slow"));
-    ensure!(lines[1].contains("withheld") && !all.stdout.contains("alice@example.com"));
+    ensure!(lines[1].contains("acme/notes/fb-1") && lines[1].contains("the build is slow"));
+    ensure!(lines[2].contains("withheld") && !all.stdout.contains("alice@example.com"));
     let stream = cairn_ok(&[
         "read",
         "--server",
@@ -321,7 +326,7 @@ async fn the_readme_walkthrough() -> Result<()> {
     ensure!(opened.stdout.contains("alice@example.com"), "{opened}");
 
     // The tail caught up, then followed: every record once, in order.
-    let followed = tail.take(4)?;
+    let followed = tail.take(5)?;
     for (index, line) in followed.iter().enumerate() {
         ensure!(
             line.starts_with(&format!("{} ", index + 1)),
@@ -343,19 +348,19 @@ async fn the_readme_walkthrough() -> Result<()> {
     ])?;
     let live = tail.take(1)?;
     ensure!(
-        live[0].starts_with("5 ") && live[0].contains("flaky tests"),
+        live[0].starts_with("6 ") && live[0].contains("flaky tests"),
         "{live:?}"
     );
     tail.interrupt()?;
 
-    // Save a checkpoint of the five records.
-    wait_for_checkpoint(&server, 5).await?;
-    let saved_path = work.path().join("checkpoint-5.hex");
+    // Save a checkpoint of the six records.
+    wait_for_checkpoint(&server, 6).await?;
+    let saved_path = work.path().join("checkpoint-6.hex");
     let saved_arg = saved_path.to_str().context("utf-8 path")?;
     cairn_ok(&["checkpoint", "--server", url, "--save", saved_arg])?;
     let saved_bytes = std::fs::read(&saved_path)?;
     let saved = decode_checkpoint_file(&saved_bytes)?;
-    ensure!(saved.checkpoint.tree_size == 5);
+    ensure!(saved.checkpoint.tree_size == 6);
     saved.verify(&PublicKey::from_hex(&pinned)?)?;
 
     // Append more; the audit proves the saved tree is a prefix of the new one.
@@ -372,7 +377,7 @@ async fn the_readme_walkthrough() -> Result<()> {
         "--count",
         "3",
     ])?;
-    wait_for_checkpoint(&server, 8).await?;
+    wait_for_checkpoint(&server, 9).await?;
     let audit = cairn_ok(&[
         "verify",
         "--server",
@@ -411,7 +416,7 @@ async fn the_readme_walkthrough() -> Result<()> {
         "a checkpoint whose root was changed",
     )?;
     let mut other_size = saved.clone();
-    other_size.checkpoint.tree_size = 4;
+    other_size.checkpoint.tree_size = 5;
     let path = forge(work.path(), "size.hex", &saved_bytes, &other_size)?;
     cairn_fails(
         &[
@@ -486,7 +491,7 @@ async fn the_readme_walkthrough() -> Result<()> {
         "--count",
         "5",
     ])?;
-    wait_for_checkpoint(&other, 5).await?;
+    wait_for_checkpoint(&other, 6).await?;
     let foreign = work.path().join("foreign.hex");
     let foreign_arg = foreign.to_str().context("utf-8 path")?;
     cairn_ok(&["checkpoint", "--server", &other_url, "--save", foreign_arg])?;
