@@ -4735,6 +4735,8 @@ async fn every_question_is_answered_now_as_of_earlier_and_after_a_restart() -> R
         rules,
         keys: 0,
     };
+    // The ledger opens with the server's policy activation.
+    r.w.head = r.head().await?;
     let t0 = now_micros();
     let (mid_world, marks) = scenario(&mut r, t0).await?;
     refusals_and_retries(&mut r, &marks).await?;
