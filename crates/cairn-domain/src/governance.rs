@@ -6,10 +6,12 @@
 //! Streams (tenant / aggregate type / aggregate id):
 //! - `cairn-system/policy/bundle`: [`GovernanceEvent::PolicyActivated`] and
 //!   [`GovernanceEvent::PolicyRefused`], one per start or reload;
-//! - `TENANT/access/grants`: grants and revocations in that tenant (`cairn-system/access/grants`
-//!   for grants in every tenant, `*`);
+//! - `cairn-system/access/grants`: every runtime grant and revocation, whatever its tenant (one
+//!   stream, so a start reads one stream to know them all);
 //! - `TENANT/audit/denied`: calls denied in that tenant (`cairn-system/audit/denied` for calls
-//!   about no tenant or an invalid one).
+//!   about no tenant or an invalid one);
+//! - `TENANT/stewardship/holds`: legal holds placed and released;
+//! - `TENANT/stewardship/erasures`: every erasure, naming its rule or request.
 //!
 //! Principals, roles and tenants are validated by the policy crate before an event is built; this
 //! crate only carries them.
@@ -33,9 +35,43 @@ pub const GRANTS_STREAM_ID: &str = "grants";
 pub const AUDIT_AGGREGATE: &str = "audit";
 /// The aggregate id of a tenant's denied-call stream.
 pub const DENIED_STREAM_ID: &str = "denied";
+/// The aggregate type of a tenant's stewardship streams (legal holds, erasures).
+pub const STEWARDSHIP_AGGREGATE: &str = "stewardship";
+/// The aggregate id of a tenant's legal-hold stream.
+pub const HOLDS_STREAM_ID: &str = "holds";
+/// The aggregate id of a tenant's erasure log.
+pub const ERASURES_STREAM_ID: &str = "erasures";
 /// Every aggregate type that holds governance events: raw ledger appends to them are refused,
-/// like appends to entity streams, so no one can forge an activation or a grant.
-pub const AGGREGATE_TYPES: &[&str] = &[POLICY_AGGREGATE, ACCESS_AGGREGATE, AUDIT_AGGREGATE];
+/// like appends to entity streams, so no one can forge an activation, a grant or an erasure.
+pub const AGGREGATE_TYPES: &[&str] = &[
+    POLICY_AGGREGATE,
+    ACCESS_AGGREGATE,
+    AUDIT_AGGREGATE,
+    STEWARDSHIP_AGGREGATE,
+];
+
+/// Why personal data was erased.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErasureCause {
+    /// A retention rule expired it.
+    Retention {
+        /// The rule, as the policy file states it (`p, acme, personal, 365` at its line).
+        rule: String,
+        /// The data class the rule is about.
+        class: String,
+        /// The retention in days.
+        days: u32,
+        /// When the key last sealed data, microseconds.
+        last_sealed_micros: i64,
+    },
+    /// The data subject (or someone for them) asked.
+    Request {
+        /// The request's id, as the caller names it (a ticket number).
+        request_id: String,
+        /// Why.
+        reason: String,
+    },
+}
 
 /// A governance event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +143,35 @@ pub enum GovernanceEvent {
         /// The policy bundle that denied it.
         bundle_hash: [u8; 32],
     },
+    /// A legal hold was placed: no personal data it covers is erased until it is released.
+    LegalHoldPlaced {
+        /// The hold's id, unique within its tenant.
+        hold_id: String,
+        /// The data subject it covers; `None`: every subject of the tenant.
+        subject: Option<String>,
+        /// Why (a case reference).
+        reason: String,
+    },
+    /// A legal hold was released.
+    LegalHoldReleased {
+        /// The hold's id.
+        hold_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// Personal data was erased: its data key was destroyed, so every record sealed under it is
+    /// unreadable for good, while every hash, proof and checkpoint stays as it was.
+    DataErased {
+        /// The destroyed key's id.
+        key_id: [u8; 16],
+        /// The data subject, when the erasure was asked for by subject (a retention sweep does
+        /// not know whose key it is).
+        subject: Option<String>,
+        /// The rule or the request.
+        cause: ErasureCause,
+        /// How many records the key sealed.
+        records: u64,
+    },
 }
 
 impl GovernanceEvent {
@@ -118,6 +183,9 @@ impl GovernanceEvent {
             GovernanceEvent::AccessGranted { .. } => "access.granted",
             GovernanceEvent::AccessRevoked { .. } => "access.revoked",
             GovernanceEvent::AccessDenied { .. } => "access.denied",
+            GovernanceEvent::LegalHoldPlaced { .. } => "legal_hold.placed",
+            GovernanceEvent::LegalHoldReleased { .. } => "legal_hold.released",
+            GovernanceEvent::DataErased { .. } => "data.erased",
         }
     }
 
@@ -131,6 +199,9 @@ impl GovernanceEvent {
                 ACCESS_AGGREGATE
             }
             GovernanceEvent::AccessDenied { .. } => AUDIT_AGGREGATE,
+            GovernanceEvent::LegalHoldPlaced { .. }
+            | GovernanceEvent::LegalHoldReleased { .. }
+            | GovernanceEvent::DataErased { .. } => STEWARDSHIP_AGGREGATE,
         }
     }
 

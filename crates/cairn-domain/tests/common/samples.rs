@@ -6,7 +6,7 @@
 
 use cairn_domain::decision::DecisionEvent;
 use cairn_domain::feedback::{FeedbackEvent, Personal};
-use cairn_domain::governance::GovernanceEvent;
+use cairn_domain::governance::{ErasureCause, GovernanceEvent};
 use cairn_domain::initiative::InitiativeEvent;
 use cairn_domain::opportunity::{OpportunityEvent, OpportunityStatus, RatingRecord, Validation};
 use cairn_domain::scoring::{InputSource, ScoreInput, ScoreSnapshot};
@@ -325,6 +325,24 @@ pub fn governance() -> Vec<GovernanceEvent> {
             tenant: "acme".into(),
             bundle_hash: [7; 32],
         },
+        GovernanceEvent::LegalHoldPlaced {
+            hold_id: "case-2026-17".into(),
+            subject: Some("user:alice".into()),
+            reason: "litigation hold, case 2026-17".into(),
+        },
+        GovernanceEvent::LegalHoldReleased {
+            hold_id: "case-2026-17".into(),
+            reason: "case closed".into(),
+        },
+        GovernanceEvent::DataErased {
+            key_id: [4; 16],
+            subject: Some("user:alice".into()),
+            cause: ErasureCause::Request {
+                request_id: "dsr-88".into(),
+                reason: "the data subject asked".into(),
+            },
+            records: 3,
+        },
     ]
 }
 
@@ -336,6 +354,9 @@ pub fn governance_variant_index(event: &GovernanceEvent) -> usize {
         GovernanceEvent::AccessGranted { .. } => 2,
         GovernanceEvent::AccessRevoked { .. } => 3,
         GovernanceEvent::AccessDenied { .. } => 4,
+        GovernanceEvent::LegalHoldPlaced { .. } => 5,
+        GovernanceEvent::LegalHoldReleased { .. } => 6,
+        GovernanceEvent::DataErased { .. } => 7,
     }
 }
 
@@ -345,5 +366,5 @@ pub fn every_governance_variant_has_a_sample() {
     let indices: Vec<usize> = samples.iter().map(governance_variant_index).collect();
     let expected: Vec<usize> = (0..samples.len()).collect();
     assert_eq!(indices, expected, "one sample per variant, in order");
-    assert_eq!(samples.len(), 5, "a governance variant has no sample");
+    assert_eq!(samples.len(), 8, "a governance variant has no sample");
 }
