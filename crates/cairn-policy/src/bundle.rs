@@ -15,9 +15,9 @@ use crate::limits;
 /// context.
 pub const BUNDLE_HASH_CONTEXT: &str = "cairn policy bundle v1";
 
-/// The repository's own `policies/access` and `policies/tests` files, compiled in. A test checks
-/// that this list is every file under those two directories.
-const BUILT_IN: [(&str, &[u8]); 4] = [
+/// The repository's own `policies/access`, `policies/retention` and `policies/tests` files,
+/// compiled in. A test checks that this list is every file under those directories.
+const BUILT_IN: [(&str, &[u8]); 6] = [
     (
         "access/README.md",
         include_bytes!("../../../policies/access/README.md"),
@@ -29,6 +29,14 @@ const BUILT_IN: [(&str, &[u8]); 4] = [
     (
         "access/policy.csv",
         include_bytes!("../../../policies/access/policy.csv"),
+    ),
+    (
+        "retention/model.conf",
+        include_bytes!("../../../policies/retention/model.conf"),
+    ),
+    (
+        "retention/policy.csv",
+        include_bytes!("../../../policies/retention/policy.csv"),
     ),
     (
         "tests/access.csv",
@@ -102,6 +110,18 @@ impl Bundle {
         let hash = hash_files(&by_path);
         // casbin's own parse and role graph, so a bundle that loads always compiles.
         Authorizer::compile_policy(&access, hash, &[])?;
+        if let Some(policy) = by_path.get(crate::retention::RETENTION_POLICY_PATH) {
+            let model = by_path
+                .get(crate::retention::RETENTION_MODEL_PATH)
+                .ok_or_else(|| PolicyError::InvalidFile {
+                    file: crate::retention::RETENTION_MODEL_PATH.to_owned(),
+                    reason: format!(
+                        "missing: {} needs it",
+                        crate::retention::RETENTION_POLICY_PATH
+                    ),
+                })?;
+            crate::retention::RetentionPolicy::parse(model, policy)?;
+        }
         Ok(Bundle {
             files: by_path,
             access: Arc::new(access),
@@ -109,8 +129,8 @@ impl Bundle {
         })
     }
 
-    /// The repository's own `policies/access` and `policies/tests` files, compiled into the
-    /// binary, so `cairn serve` works with no `policies/` directory. (The repository's scoring
+    /// The repository's own `policies/access`, `policies/retention` and `policies/tests` files,
+    /// compiled into the binary, so `cairn serve` works with no `policies/` directory. (The repository's scoring
     /// rules are built into `cairn-service` the same way, not into this bundle.)
     pub fn built_in() -> Bundle {
         let files = BUILT_IN

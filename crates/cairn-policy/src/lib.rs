@@ -20,6 +20,7 @@ mod bundle;
 mod error;
 pub mod limits;
 mod names;
+mod retention;
 mod rpc;
 mod testing;
 
@@ -29,6 +30,10 @@ pub use bundle::{BUNDLE_HASH_CONTEXT, Bundle};
 pub use error::PolicyError;
 pub use names::{
     ANY_TENANT, Action, Object, ROLE_PREFIX, validate_principal, validate_role, validate_tenant,
+};
+pub use retention::{
+    RETAINED_CLASSES, RETENTION_DAYS_MAX, RETENTION_MODEL_PATH, RETENTION_POLICY_PATH,
+    RetentionPolicy, RetentionRule,
 };
 pub use rpc::{RPCS, RpcAccess, Scope, rpc_access};
 pub use testing::{Flip, TESTS_DIR, TestCase, TestReport, dry_run, run_tests};

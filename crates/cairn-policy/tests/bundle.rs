@@ -46,11 +46,15 @@ fn the_repository_policies_load_and_pass_their_own_tests() {
 }
 
 #[test]
-fn built_in_is_exactly_the_repository_access_and_tests_files() {
+fn built_in_is_exactly_the_repository_access_retention_and_tests_files() {
     let on_disk = Bundle::load_dir(&policies_dir()).unwrap();
     let expected: Vec<(&str, &[u8])> = on_disk
         .files()
-        .filter(|(path, _)| path.starts_with("access/") || path.starts_with("tests/"))
+        .filter(|(path, _)| {
+            path.starts_with("access/")
+                || path.starts_with("retention/")
+                || path.starts_with("tests/")
+        })
         .collect();
     let built_in = Bundle::built_in();
     assert_eq!(built_in.files().collect::<Vec<_>>(), expected);
