@@ -673,7 +673,7 @@ fn now_micros() -> i64 {
 }
 
 /// Appends one governance event (no personal part) and returns its position.
-async fn record<S: EventStore + KeyStore>(
+pub(crate) async fn record<S: EventStore + KeyStore>(
     ledger: &Ledger<S>,
     stream: &StreamId,
     actor: &str,
@@ -702,7 +702,7 @@ async fn record<S: EventStore + KeyStore>(
     Ok(result.last_position)
 }
 
-fn decode(record: &Record) -> Result<GovernanceEvent, ServiceError> {
+pub(crate) fn decode(record: &Record) -> Result<GovernanceEvent, ServiceError> {
     let payload = SealedPayload::decode(&record.payload)?;
     GovernanceEvent::decode(
         &record.envelope.event_type,
@@ -724,6 +724,18 @@ async fn read_stream<S: EventStore + ?Sized>(
     store: &S,
     stream: &StreamId,
 ) -> Result<Vec<GovernanceEvent>, ServiceError> {
+    Ok(read_records(store, stream)
+        .await?
+        .into_iter()
+        .map(|(_, _, _, event)| event)
+        .collect())
+}
+
+/// Every event of a governance stream: (position, recording time, actor, event).
+pub(crate) async fn read_records<S: EventStore + ?Sized>(
+    store: &S,
+    stream: &StreamId,
+) -> Result<Vec<(Position, i64, String, GovernanceEvent)>, ServiceError> {
     let mut events = Vec::new();
     let mut from = StreamVersion(1);
     loop {
@@ -735,7 +747,12 @@ async fn read_stream<S: EventStore + ?Sized>(
         };
         from = StreamVersion(last.envelope.stream_version.0 + 1);
         for record in &page {
-            events.push(decode(record)?);
+            events.push((
+                record.position(),
+                record.envelope.recorded_at.0,
+                record.envelope.actor.clone(),
+                decode(record)?,
+            ));
         }
     }
 }

@@ -85,15 +85,30 @@ impl ServerIdentity {
         self.signer.public_key()
     }
 
-    /// The id of the data key that seals one data subject's personal data in one tenant: a keyed
-    /// blake3 of the pair, so the id reveals nothing about the subject without the server's secret,
-    /// and erasing a subject is destroying one key.
+    /// The id of the first data key that seals one data subject's personal data in one tenant: a
+    /// keyed blake3 of the pair, so the id reveals nothing about the subject without the server's
+    /// secret, and erasing a subject is destroying its keys.
     pub fn subject_key_id(&self, tenant: &TenantId, subject: &str) -> KeyId {
+        self.subject_key_id_at(tenant, subject, 0)
+    }
+
+    /// The id of a subject's data key of `generation`: each erasure of the subject's data (by
+    /// retention or on request) ends a generation, and personal data recorded later is sealed under
+    /// the next one. Generation 0 is [`ServerIdentity::subject_key_id`].
+    pub fn subject_key_id_at(&self, tenant: &TenantId, subject: &str, generation: u32) -> KeyId {
         let mut hasher = blake3::Hasher::new_keyed(&self.subject_key);
         hasher.update(b"cairn subject key id v1\0");
         hasher.update(&(tenant.as_str().len() as u64).to_le_bytes());
         hasher.update(tenant.as_str().as_bytes());
-        hasher.update(subject.as_bytes());
+        if generation == 0 {
+            hasher.update(subject.as_bytes());
+        } else {
+            // Length-prefixed, so no subject's generation 0 can equal another's later one.
+            hasher.update(&(subject.len() as u64).to_le_bytes());
+            hasher.update(subject.as_bytes());
+            hasher.update(b"\0generation\0");
+            hasher.update(&generation.to_le_bytes());
+        }
         let digest = hasher.finalize();
         KeyId(digest.as_bytes()[..16].try_into().expect("16 of 32 bytes"))
     }

@@ -87,6 +87,10 @@ pub struct OpenedRecord {
     pub personal: PersonalView,
 }
 
+/// Most data-key generations of one subject in one tenant: each erasure of its personal data ends
+/// one.
+pub const KEY_GENERATIONS_MAX: u32 = 64;
+
 /// Longest data subject id, in bytes.
 pub const DATA_SUBJECT_BYTES_MAX: usize = 256;
 
@@ -213,10 +217,7 @@ impl<S: EventStore + KeyStore> Ledger<S> {
                         actual: personal.bytes.len() as u64,
                     }));
                 }
-                let key_id = self
-                    .identity
-                    .subject_key_id(&stream.tenant, &personal.subject);
-                let key = self.subject_key(key_id).await?;
+                let (key_id, key) = self.subject_key(&stream.tenant, &personal.subject).await?;
                 let nonce = retry_stable_nonce(&key, &event_id, &personal.bytes);
                 (
                     Some(key_id),
@@ -250,34 +251,55 @@ impl<S: EventStore + KeyStore> Ledger<S> {
         })
     }
 
-    /// The subject's data key, created on first use. A destroyed key is never replaced: new
-    /// personal data of an erased subject is refused rather than sealed under a fresh key that the
-    /// erasure did not cover.
-    async fn subject_key(&self, key_id: cairn_ledger::KeyId) -> Result<DataKey, ServiceError> {
-        for _ in 0..2 {
-            match self.store.key(key_id).await? {
-                KeyState::Active(key) => return Ok(key),
-                KeyState::Destroyed => {
-                    return Err(ServiceError::FailedPrecondition(format!(
-                        "the data subject's key {key_id} was destroyed (erased); new personal data \
-                         for this subject cannot be sealed"
-                    )));
+    /// The subject's data key in force: the first generation whose key is not destroyed, created
+    /// on first use. A destroyed key is never revived: personal data recorded after an erasure is
+    /// sealed under the next generation, which the erasure did not cover.
+    async fn subject_key(
+        &self,
+        tenant: &cairn_ledger::TenantId,
+        subject: &str,
+    ) -> Result<(cairn_ledger::KeyId, DataKey), ServiceError> {
+        for generation in 0..KEY_GENERATIONS_MAX {
+            let key_id = self.identity.subject_key_id_at(tenant, subject, generation);
+            for _ in 0..2 {
+                match self.store.key(key_id).await? {
+                    KeyState::Active(key) => return Ok((key_id, key)),
+                    KeyState::Destroyed => break,
+                    KeyState::Unknown => match self
+                        .store
+                        .create_key(key_id, DataKey(cairn_store::random_bytes()))
+                        .await
+                    {
+                        Ok(()) => continue,
+                        // Another request created it first: read it back.
+                        Err(StoreError::KeyExists(_)) => continue,
+                        Err(other) => return Err(other.into()),
+                    },
                 }
-                KeyState::Unknown => match self
-                    .store
-                    .create_key(key_id, DataKey(cairn_store::random_bytes()))
-                    .await
-                {
-                    Ok(()) => continue,
-                    // Another request created it first: read it back.
-                    Err(StoreError::KeyExists(_)) => continue,
-                    Err(other) => return Err(other.into()),
-                },
             }
         }
         Err(ServiceError::FailedPrecondition(format!(
-            "data key {key_id} could not be created"
+            "the data subject's personal data was erased {KEY_GENERATIONS_MAX} times in this \
+             tenant, the limit; no more can be sealed for it"
         )))
+    }
+
+    /// The ids of every data key a subject has had in a tenant, generation by generation, up to
+    /// the first that was never created.
+    pub async fn subject_keys(
+        &self,
+        tenant: &cairn_ledger::TenantId,
+        subject: &str,
+    ) -> Result<Vec<(cairn_ledger::KeyId, KeyState)>, ServiceError> {
+        let mut keys = Vec::new();
+        for generation in 0..KEY_GENERATIONS_MAX {
+            let key_id = self.identity.subject_key_id_at(tenant, subject, generation);
+            match self.store.key(key_id).await? {
+                KeyState::Unknown => break,
+                state => keys.push((key_id, state)),
+            }
+        }
+        Ok(keys)
     }
 
     /// Decodes a record's payload for a reader, opening the personal part if asked and possible.
@@ -422,14 +444,32 @@ mod tests {
             head_before,
             "erasure leaves every hash as it was"
         );
-        let error = ledger
+        // Personal data recorded after the erasure is sealed under the subject's next key, which
+        // the erasure did not destroy; what was erased stays erased.
+        ledger
             .append(command(vec![draft(3, Some("user:alice"))]))
             .await
-            .unwrap_err();
-        assert!(
-            matches!(error, ServiceError::FailedPrecondition(_)),
-            "{error}"
+            .unwrap();
+        let after = store.read_all(Position(3), 1).await.unwrap();
+        let next_key = after[0].envelope.key_id.unwrap();
+        assert_ne!(next_key, key_id);
+        assert_eq!(
+            ledger.open(after[0].clone(), true).await.unwrap().personal,
+            PersonalView::Open(plaintext.to_vec())
         );
+        assert_eq!(
+            ledger
+                .open(records[0].clone(), true)
+                .await
+                .unwrap()
+                .personal,
+            PersonalView::Erased
+        );
+        let tenant = TenantId::new("acme").unwrap();
+        let keys = ledger.subject_keys(&tenant, "user:alice").await.unwrap();
+        assert_eq!(keys.len(), 2);
+        assert!(keys[0].0 == key_id && matches!(keys[0].1, KeyState::Destroyed));
+        assert_eq!(keys[1].0, next_key);
     }
 
     #[tokio::test]

@@ -15,12 +15,16 @@ mod identity;
 mod ledger;
 pub mod reads;
 pub mod scoring_policy;
+pub mod stewardship;
 pub mod tokens;
 
 pub use checkpointer::{Checkpointer, CheckpointerHandle};
 pub use error::ServiceError;
 pub use feedback_loop::{CommandMeta, CommandReceipt, FeedbackLoop};
 pub use identity::ServerIdentity;
-pub use ledger::{AppendCommand, EventDraft, Ledger, OpenedRecord, PersonalData, PersonalView};
+pub use ledger::{
+    AppendCommand, EventDraft, KEY_GENERATIONS_MAX, Ledger, OpenedRecord, PersonalData,
+    PersonalView,
+};
 pub use reads::{ReadOptions, Reads, Stamp, Stamped};
 pub use scoring_policy::ScoringPolicy;

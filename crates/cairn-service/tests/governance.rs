@@ -1,0 +1,475 @@
+//! Governance and stewardship over an in-memory ledger: bundle activation and reload, runtime
+//! grants folded across restarts, denied calls recorded, dry runs, retention sweeps with legal
+//! holds, and erasure on request.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cairn_domain::governance::{ErasureCause, GovernanceEvent};
+use cairn_ledger::{Hash, Position, StreamId, StreamVersion, TenantId};
+use cairn_policy::{AccessRequest, Action, Grant, Object};
+use cairn_service::governance::{BundleSource, Governance};
+use cairn_service::stewardship::Stewardship;
+use cairn_service::tokens::{Caller, TenantScope};
+use cairn_service::{
+    AppendCommand, EventDraft, Ledger, PersonalData, PersonalView, ServerIdentity, ServiceError,
+};
+use cairn_store::{EventStore, ExpectedVersion, MemoryStore};
+
+const DAY_MICROS: i64 = 86_400_000_000;
+
+fn repository_policies() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies")
+}
+
+/// A copy of the repository's bundle (access, tests, retention) that `edit` may change.
+fn bundle_copy(edit: impl FnOnce(&Path)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["access", "tests", "retention"] {
+        std::fs::create_dir_all(dir.path().join(folder)).unwrap();
+        for entry in std::fs::read_dir(repository_policies().join(folder)).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(
+                &path,
+                dir.path().join(folder).join(path.file_name().unwrap()),
+            )
+            .unwrap();
+        }
+    }
+    edit(dir.path());
+    dir
+}
+
+fn ledger() -> (Arc<MemoryStore>, Arc<Ledger<MemoryStore>>) {
+    let store = MemoryStore::new();
+    let identity = Arc::new(ServerIdentity::from_secrets([1; 32], [2; 32], [3; 32]));
+    let ledger = Arc::new(Ledger::new(Arc::clone(&store), identity));
+    (store, ledger)
+}
+
+async fn governance_stream(store: &MemoryStore, tenant: &str, kind: &str, id: &str) -> Vec<String> {
+    let stream = StreamId::new(TenantId::new(tenant).unwrap(), kind, id).unwrap();
+    store
+        .read_stream(&stream, StreamVersion(1), 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|record| record.envelope.event_type.clone())
+        .collect()
+}
+
+fn caller(principal: &str) -> Caller {
+    Caller {
+        principal: principal.into(),
+        tenants: TenantScope::Any,
+    }
+}
+
+#[tokio::test]
+async fn a_bundle_is_activated_once_reloaded_when_it_changes_and_refused_when_its_tests_fail() {
+    let (store, ledger) = ledger();
+    let dir = bundle_copy(|_| {});
+    let source = BundleSource::Dir(dir.path().to_owned());
+    let governance = Governance::start(Arc::clone(&ledger), source.clone(), None)
+        .await
+        .unwrap();
+    let first = governance.active().hash();
+    assert_eq!(ledger.policy_bundle_hash(), Hash(first));
+    // A restart with the same files records nothing new.
+    drop(governance);
+    let governance = Governance::start(Arc::clone(&ledger), source, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        governance_stream(&store, "cairn-system", "policy", "bundle").await,
+        ["policy.activated"]
+    );
+    // Identical files: unchanged.
+    let same = governance.reload("admin", "rpc").await.unwrap();
+    assert!(!same.changed);
+
+    // A changed policy that passes its tests comes into force.
+    let policy = dir.path().join("access/policy.csv");
+    let mut text = std::fs::read_to_string(&policy).unwrap();
+    text.push_str("g, user:newcomer, role:viewer, acme\n");
+    std::fs::write(&policy, &text).unwrap();
+    let reloaded = governance.reload("admin", "signal").await.unwrap();
+    assert!(reloaded.changed);
+    assert_ne!(reloaded.bundle_hash, first);
+    assert_eq!(ledger.policy_bundle_hash(), Hash(reloaded.bundle_hash));
+    let newcomer = AccessRequest {
+        principal: "user:newcomer".into(),
+        tenant: "acme".into(),
+        object: Object::Feedback,
+        action: Action::Read,
+    };
+    assert!(governance.check(&newcomer).allowed);
+
+    // A bundle failing its own tests is refused; the active one stays, and the refusal is recorded.
+    let tests = dir.path().join("tests/access.csv");
+    let mut rows = std::fs::read_to_string(&tests).unwrap();
+    rows.push_str("user:newcomer, acme, feedback, read, deny\n");
+    std::fs::write(&tests, rows).unwrap();
+    let refused = governance.reload("admin", "rpc").await.unwrap_err();
+    assert!(
+        matches!(&refused, ServiceError::FailedPrecondition(message) if message.contains("tests")),
+        "{refused}"
+    );
+    assert_eq!(governance.active().hash(), reloaded.bundle_hash);
+    assert_eq!(
+        governance_stream(&store, "cairn-system", "policy", "bundle").await,
+        ["policy.activated", "policy.activated", "policy.refused"]
+    );
+    // A bundle that does not parse is refused the same way.
+    std::fs::write(&policy, "p, role:x, acme\n").unwrap();
+    assert!(governance.reload("admin", "rpc").await.is_err());
+    assert_eq!(governance.active().hash(), reloaded.bundle_hash);
+}
+
+#[tokio::test]
+async fn grants_are_events_folded_on_start_and_denials_are_recorded() {
+    let (store, ledger) = ledger();
+    let governance = Governance::start(Arc::clone(&ledger), BundleSource::BuiltIn, None)
+        .await
+        .unwrap();
+    let method = "/cairn.v1.DecisionService/AcceptDecision";
+    let denied = governance
+        .authorize(&caller("user:zoe"), method, "acme")
+        .await
+        .unwrap_err();
+    assert!(!denied.verdict.allowed);
+    let grant = Grant {
+        principal: "user:zoe".into(),
+        role: "role:owner".into(),
+        tenant: "acme".into(),
+    };
+    governance
+        .grant("cairn:admin", grant.clone(), "covering for alice")
+        .await
+        .unwrap();
+    governance
+        .authorize(&caller("user:zoe"), method, "acme")
+        .await
+        .unwrap();
+    // Granting the same again is refused; the grant holds only in its tenant.
+    assert!(
+        governance
+            .grant("cairn:admin", grant.clone(), "again")
+            .await
+            .is_err()
+    );
+    assert!(
+        governance
+            .authorize(&caller("user:zoe"), method, "beta")
+            .await
+            .is_err()
+    );
+    // A restart folds the grant from the ledger.
+    drop(governance);
+    let governance = Governance::start(Arc::clone(&ledger), BundleSource::BuiltIn, None)
+        .await
+        .unwrap();
+    assert_eq!(governance.active().grants, [grant.clone()]);
+    governance
+        .revoke("cairn:admin", grant.clone(), "alice is back")
+        .await
+        .unwrap();
+    assert!(
+        governance
+            .authorize(&caller("user:zoe"), method, "acme")
+            .await
+            .is_err()
+    );
+    assert!(matches!(
+        governance.revoke("cairn:admin", grant, "twice").await,
+        Err(ServiceError::NotFound(_))
+    ));
+    // Invalid grants are refused naming the field.
+    let bad = Grant {
+        principal: "role:owner".into(),
+        role: "role:owner".into(),
+        tenant: "acme".into(),
+    };
+    assert!(matches!(
+        governance.grant("cairn:admin", bad, "no").await,
+        Err(ServiceError::InvalidArgument {
+            field: "principal",
+            ..
+        })
+    ));
+
+    // Two denials in acme (one before the grant, one after the revocation), one in beta.
+    let denied = governance
+        .denied(&TenantId::new("acme").unwrap(), StreamVersion(1), 100)
+        .await
+        .unwrap();
+    assert_eq!(denied.len(), 2);
+    let GovernanceEvent::AccessDenied {
+        principal,
+        method: recorded_method,
+        object,
+        action,
+        tenant,
+        bundle_hash,
+    } = &denied[0].event
+    else {
+        panic!("{:?}", denied[0].event)
+    };
+    assert_eq!(
+        (
+            principal.as_str(),
+            recorded_method.as_str(),
+            object.as_str(),
+            action.as_str(),
+            tenant.as_str()
+        ),
+        ("user:zoe", method, "decision", "decide", "acme")
+    );
+    assert_eq!(*bundle_hash, governance.active().hash());
+    assert_eq!(
+        governance_stream(&store, "beta", "audit", "denied").await,
+        ["access.denied"]
+    );
+    assert_eq!(
+        governance_stream(&store, "cairn-system", "access", "grants").await,
+        ["access.granted", "access.revoked"]
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_lists_the_recorded_requests_a_proposed_bundle_would_flip() {
+    let (_, ledger) = ledger();
+    let log = tempfile::tempdir().unwrap();
+    let log_path = log.path().join("access.log");
+    let governance = Governance::start(
+        Arc::clone(&ledger),
+        BundleSource::BuiltIn,
+        Some(log_path.clone()),
+    )
+    .await
+    .unwrap();
+    // bob is a triager in acme in the shipped policy.
+    let triage = "/cairn.v1.PrioritizationService/Triage";
+    let read = "/cairn.v1.FeedbackService/GetFeedback";
+    for _ in 0..3 {
+        governance
+            .authorize(&caller("user:bob"), triage, "acme")
+            .await
+            .unwrap();
+    }
+    governance
+        .authorize(&caller("user:bob"), read, "acme")
+        .await
+        .unwrap();
+    // The proposal demotes bob to viewer.
+    let proposed = bundle_copy(|dir| {
+        let path = dir.join("access/policy.csv");
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "g, user:bob, role:triager, acme",
+            "g, user:bob, role:viewer, acme",
+        );
+        std::fs::write(path, text).unwrap();
+    });
+    let run = governance
+        .dry_run(proposed.path(), None, None, 100)
+        .unwrap();
+    assert_eq!(run.requests_replayed, 2);
+    assert_eq!(run.flips.len(), 1, "{:?}", run.flips);
+    let (flip, minutes) = &run.flips[0];
+    assert_eq!(flip.request.object, Object::Opportunity);
+    assert_eq!(flip.request.action, Action::Triage);
+    assert!(flip.was.allowed && !flip.becomes.allowed);
+    assert_eq!(*minutes, 1);
+    // The proposal's own tests expect bob to triage: they fail, and the dry run says so.
+    assert!(!run.tests.passed());
+    // The access log survives a restart.
+    drop(governance);
+    let governance = Governance::start(ledger, BundleSource::BuiltIn, Some(log_path))
+        .await
+        .unwrap();
+    let again = governance
+        .dry_run(proposed.path(), None, None, 100)
+        .unwrap();
+    assert_eq!(again.flips.len(), 1);
+    // A period before anything was recorded replays nothing.
+    let none = governance
+        .dry_run(proposed.path(), None, Some(1), 100)
+        .unwrap();
+    assert_eq!(none.requests_replayed, 0);
+}
+
+async fn submit(ledger: &Ledger<MemoryStore>, tenant: &str, id: u8, subject: &str) -> Position {
+    let (result, _) = ledger
+        .append(AppendCommand {
+            stream: StreamId::new(TenantId::new(tenant).unwrap(), "notes", format!("n{id}"))
+                .unwrap(),
+            expected: ExpectedVersion::Any,
+            actor: subject.into(),
+            events: vec![EventDraft {
+                event_id: Some(cairn_ledger::EventId([id; 16])),
+                event_type: "Noted".into(),
+                event_schema_version: 1,
+                causation_id: None,
+                correlation_id: None,
+                lineage: vec![],
+                data_class: None,
+                clear: b"clear".to_vec(),
+                personal: Some(PersonalData {
+                    subject: subject.into(),
+                    bytes: format!("secret of {subject}").into_bytes(),
+                }),
+                expected_policy_bundle_hash: None,
+            }],
+        })
+        .await
+        .unwrap();
+    result.last_position
+}
+
+async fn personal_at(
+    store: &MemoryStore,
+    ledger: &Ledger<MemoryStore>,
+    at: Position,
+) -> PersonalView {
+    let record = store.read_all(at, 1).await.unwrap().remove(0);
+    ledger.open(record, true).await.unwrap().personal
+}
+
+#[tokio::test]
+async fn retention_erases_expired_keys_unless_held_and_requests_erase_a_subject() {
+    let (store, ledger) = ledger();
+    let governance = Arc::new(
+        Governance::start(Arc::clone(&ledger), BundleSource::BuiltIn, None)
+            .await
+            .unwrap(),
+    );
+    let stewardship = Stewardship::new(Arc::clone(&ledger), Arc::clone(&governance));
+    let acme = TenantId::new("acme").unwrap();
+    let alice = submit(&ledger, "acme", 1, "user:alice").await;
+    let bob = submit(&ledger, "acme", 2, "user:bob").await;
+    let carol = submit(&ledger, "acme", 3, "user:carol").await;
+    let now = cairn_store::now().0;
+
+    // Nothing has expired yet (the shipped rule keeps personal data 730 days).
+    let preview = stewardship.preview(&acme, now).await.unwrap();
+    assert!(preview.erase.is_empty() && preview.held.is_empty());
+    assert!(
+        preview
+            .rules
+            .iter()
+            .any(|rule| rule.contains("personal, 730"))
+    );
+
+    // A hold on bob; two years and a day later, alice's and carol's keys expire, bob's is held.
+    stewardship
+        .place_hold(&acme, "case-1", Some("user:bob"), "litigation", "user:erin")
+        .await
+        .unwrap();
+    assert!(
+        stewardship
+            .place_hold(&acme, "case-1", None, "again", "user:erin")
+            .await
+            .is_err()
+    );
+    let later = now + 731 * DAY_MICROS;
+    let preview = stewardship.preview(&acme, later).await.unwrap();
+    assert_eq!(preview.erase.len(), 2);
+    assert_eq!(preview.held.len(), 1);
+    assert_eq!(preview.held[0].held_by.as_deref(), Some("case-1"));
+    // A preview destroys nothing.
+    assert!(matches!(
+        personal_at(&store, &ledger, alice).await,
+        PersonalView::Open(_)
+    ));
+    let run = stewardship
+        .run(&acme, "cairn:retention", later)
+        .await
+        .unwrap();
+    assert_eq!(run.recorded.len(), 2);
+    assert_eq!(
+        personal_at(&store, &ledger, alice).await,
+        PersonalView::Erased
+    );
+    assert_eq!(
+        personal_at(&store, &ledger, carol).await,
+        PersonalView::Erased
+    );
+    assert!(matches!(
+        personal_at(&store, &ledger, bob).await,
+        PersonalView::Open(_)
+    ));
+    // A second run finds nothing new to erase.
+    let again = stewardship
+        .run(&acme, "cairn:retention", later)
+        .await
+        .unwrap();
+    assert!(again.erase.is_empty() && again.recorded.is_empty());
+    assert_eq!(again.already_erased, 2);
+
+    // Erasure on request is refused while the hold covers bob, and works once it is released.
+    let refused = stewardship
+        .erase_subject(&acme, "user:bob", "dsr-1", "asked", "user:erin")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, ServiceError::FailedPrecondition(message) if message.contains("case-1")),
+        "{refused}"
+    );
+    stewardship
+        .release_hold(&acme, "case-1", "case closed", "user:erin")
+        .await
+        .unwrap();
+    let erasure = stewardship
+        .erase_subject(&acme, "user:bob", "dsr-1", "asked", "user:erin")
+        .await
+        .unwrap();
+    assert_eq!((erasure.keys.len(), erasure.records), (1, 1));
+    assert_eq!(
+        personal_at(&store, &ledger, bob).await,
+        PersonalView::Erased
+    );
+    assert!(matches!(
+        stewardship
+            .erase_subject(&acme, "user:nobody", "dsr-2", "asked", "user:erin")
+            .await,
+        Err(ServiceError::NotFound(_))
+    ));
+    // bob comes back: new personal data is sealed under a new key; the old stays erased.
+    let bob_again = submit(&ledger, "acme", 4, "user:bob").await;
+    assert!(matches!(
+        personal_at(&store, &ledger, bob_again).await,
+        PersonalView::Open(_)
+    ));
+    assert_eq!(
+        personal_at(&store, &ledger, bob).await,
+        PersonalView::Erased
+    );
+
+    // The erasure log names the rule or the request of each erasure.
+    let log = stewardship
+        .erasures(&acme, StreamVersion(1), 100)
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 3);
+    let causes: Vec<&ErasureCause> = log
+        .iter()
+        .map(|entry| match &entry.event {
+            GovernanceEvent::DataErased { cause, .. } => cause,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(matches!(
+        causes[0],
+        ErasureCause::Retention { days: 730, .. }
+    ));
+    assert!(matches!(causes[2], ErasureCause::Request { request_id, .. } if request_id == "dsr-1"));
+    // A hold on the whole tenant stops every retention erasure there.
+    stewardship
+        .place_hold(&acme, "audit-2027", None, "regulator audit", "user:erin")
+        .await
+        .unwrap();
+    let much_later = later + 731 * DAY_MICROS;
+    let held = stewardship.preview(&acme, much_later).await.unwrap();
+    assert!(held.erase.is_empty());
+    assert_eq!(held.held.len(), 1);
+}
