@@ -4,9 +4,34 @@
 //!
 //! Every read is pinned to the position the first one answered at, so the report reflects one
 //! ledger state, named in its header with the checkpoint that covers it. Fetching and rendering
-//! are apart: [`render_status`] is a pure function of [`StatusData`], tested as exact text.
+//! are apart: [`render_status`] is a pure function of [`StatusData`] and `k`, tested as exact
+//! text.
+//!
+//! Privacy. A report is an aggregate that travels (pasted into a document, a chat, a slide), so
+//! it follows the rule that a segment smaller than `k` people is not shown (`--k-anonymity`,
+//! default [`K_ANONYMITY_DEFAULT`]):
+//!
+//! - The new-feedback table's segments are its teams. A team whose items come from fewer than
+//!   `k` people is listed as "withheld (fewer than k people)", with no counts, and the totals
+//!   (the headline count and the **all** row) cover only the teams shown: a total over every
+//!   team would give a withheld team's counts back by subtraction. Within a team that is shown,
+//!   the status columns are shown: they are the triage state of the items, not a further
+//!   segment of the people. People are counted as distinct submitters where the submitter is
+//!   visible (with `--include-personal`, for a reader of personal data); an item whose submitter
+//!   is not visible (anonymous, withheld or erased) counts as one more person, because the
+//!   report cannot tell whether two such items share a submitter. Without personal data that is
+//!   the item count, an upper bound on people; the report says which measure it used, and how
+//!   many items were counted that way.
+//! - The ranking aggregates votes, ratings and feedback: it names no principal (not who rated an
+//!   input nor who recorded the score), and a votes input of fewer than `k` voters says so
+//!   instead of its count.
+//! - Decisions accepted are listed one by one, each with who accepted it: the accountable record
+//!   of one decision, not an aggregate over people, and no more than the decision itself shows
+//!   to any reader of it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use cairn_domain::pseudonym::{K_ANONYMITY_DEFAULT, k_anonymous, may_show};
 
 use cairn_grpc::proto;
 use clap::{Args, Subcommand};
@@ -14,7 +39,7 @@ use clap::{Args, Subcommand};
 use crate::enums::name_of;
 use crate::loop_client::LoopClient;
 use crate::loop_flags::{ReadScope, collect_pages, every_page, parse_time_flag};
-use crate::loop_output::{input_source_text, number_text, stamp_text};
+use crate::loop_output::{input_source_text, number_text, stamp_text, time_text};
 use crate::timespec::{format_date, format_seconds, now_micros};
 
 /// `cairn report`.
@@ -47,6 +72,15 @@ struct StatusArgs {
     /// How many of the top-ranked opportunities to explain.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
     top: u32,
+
+    /// Withhold every group (a team's new feedback, an input's voters) of fewer than N people.
+    #[arg(
+        long = "k-anonymity",
+        value_name = "N",
+        default_value_t = K_ANONYMITY_DEFAULT as u32,
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    k_anonymity: u32,
 }
 
 /// How many inputs of a score the report names: the ones that weigh most.
@@ -59,10 +93,9 @@ const SCORE_EPSILON: f64 = 1e-9;
 pub struct RankedExplained {
     /// Its line of the ranking.
     pub entry: proto::RankedOpportunity,
-    /// Its latest score snapshot (ExplainRank), if it was ever scored.
+    /// Its latest score snapshot (ExplainRank), if it was ever scored. (Who recorded it is not
+    /// kept: the ranking names no principal.)
     pub score: Option<proto::ScoreSnapshot>,
-    /// Who recorded that score.
-    pub scored: Option<proto::Provenance>,
     /// Its latest score computed before the period, if any: what the change is measured from.
     pub score_before: Option<f64>,
     /// Its latest score computed before the end of the period, if any.
@@ -125,7 +158,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
             }
             let mut client = LoopClient::connect(&args.scope.server).await?;
             let data = fetch_status(&mut client, &args.scope, since, until, args.top).await?;
-            print!("{}", render_status(&data));
+            print!("{}", render_status(&data, args.k_anonymity as usize));
             Ok(())
         }
     }
@@ -176,7 +209,6 @@ pub async fn fetch_status(
         explained.push(RankedExplained {
             entry,
             score: answer.score,
-            scored: answer.scored,
             score_before,
             score_at_end,
         });
@@ -324,8 +356,23 @@ fn decision_title(decision: Option<&proto::Decision>) -> String {
     }
 }
 
+/// Where an input came from, in words, naming no principal: a rating says when, not by whom,
+/// and votes of fewer than `k` voters do not say how many.
+fn input_source_text_k(source: Option<&proto::InputSource>, k: usize) -> String {
+    use proto::input_source::Source;
+    match source.and_then(|source| source.source.as_ref()) {
+        Some(Source::Rating(rating)) => format!("rating at {}", time_text(rating.at_micros)),
+        Some(Source::Votes(votes))
+            if !may_show(usize::try_from(votes.voters).unwrap_or(usize::MAX), k) =>
+        {
+            format!("votes of fewer than {k} voters")
+        }
+        _ => input_source_text(source),
+    }
+}
+
 /// The inputs that weigh most in a score (by absolute contribution), in words.
-fn top_inputs(score: &proto::ScoreSnapshot) -> String {
+fn top_inputs(score: &proto::ScoreSnapshot, k: usize) -> String {
     let mut inputs: Vec<&proto::ScoreInput> = score.inputs.iter().collect();
     inputs.sort_by(|a, b| {
         b.contribution
@@ -342,15 +389,148 @@ fn top_inputs(score: &proto::ScoreSnapshot) -> String {
                 md(&input.factor),
                 if input.contribution >= 0.0 { "+" } else { "" },
                 number_text(input.contribution),
-                md(&input_source_text(input.source.as_ref()))
+                md(&input_source_text_k(input.source.as_ref(), k))
             )
         })
         .collect();
     named.join("; ")
 }
 
-/// The report as Markdown.
-pub fn render_status(data: &StatusData) -> String {
+/// One team's new feedback: counts by status, and the people behind them.
+#[derive(Default)]
+struct TeamFeedback<'a> {
+    /// Received, processed, discarded.
+    counts: [usize; 3],
+    /// The distinct submitters that are visible.
+    submitters: BTreeSet<&'a str>,
+    /// Items whose submitter is not visible (anonymous, withheld, erased): one person each.
+    unattributed: usize,
+}
+
+impl TeamFeedback<'_> {
+    /// How many people the items come from, at most.
+    fn people(&self) -> usize {
+        self.submitters.len() + self.unattributed
+    }
+}
+
+/// The new-feedback section: a table by team and status, k-anonymous by team.
+fn render_feedback(out: &mut String, feedback: &[proto::Feedback], k: usize) {
+    let statuses = [
+        proto::FeedbackStatus::Received,
+        proto::FeedbackStatus::Processed,
+        proto::FeedbackStatus::Discarded,
+    ];
+    let mut by_team: BTreeMap<&str, TeamFeedback<'_>> = BTreeMap::new();
+    let mut unattributed = 0;
+    for item in feedback {
+        let team = by_team.entry(item.team.as_str()).or_default();
+        if let Some(index) = statuses
+            .iter()
+            .position(|status| i32::from(*status) == item.status)
+        {
+            team.counts[index] += 1;
+        }
+        if item.personal_state == i32::from(proto::PersonalState::Open)
+            && !item.submitter.is_empty()
+        {
+            team.submitters.insert(item.submitter.as_str());
+        } else {
+            team.unattributed += 1;
+            unattributed += 1;
+        }
+    }
+    let teams = by_team.len();
+    let shown = k_anonymous(
+        by_team.into_iter().map(|(team, row)| {
+            let people = row.people();
+            ((team, row), people)
+        }),
+        k,
+    );
+    let mut totals = [0usize; 3];
+    for ((_, row), _) in &shown.shown {
+        for (total, count) in totals.iter_mut().zip(row.counts) {
+            *total += count;
+        }
+    }
+    let items: usize = totals.iter().sum();
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    if shown.withheld == 0 {
+        out.push_str(&format!(
+            "\n## New feedback\n\n{} received in the period.\n",
+            plural(items, "item")
+        ));
+    } else {
+        out.push_str(&format!(
+            "\n## New feedback\n\n{} received in the period in the teams shown; {} withheld \
+             (fewer than {k} people).\n",
+            plural(items, "item"),
+            plural(shown.withheld, "team")
+        ));
+    }
+    if teams == 0 {
+        return;
+    }
+    if k > 1 {
+        if unattributed == 0 {
+            out.push_str(&format!(
+                "\nTeams of fewer than {k} people are withheld; people are counted as distinct \
+                 submitters.\n"
+            ));
+        } else {
+            out.push_str(&format!(
+                "\nTeams of fewer than {k} people are withheld; the submitters of {} are not \
+                 visible (anonymous, withheld or erased), so each counts as one person: an upper \
+                 bound.\n",
+                plural(unattributed, "item")
+            ));
+        }
+    }
+    out.push_str("\n| team | received | processed | discarded | total |\n");
+    out.push_str("|---|---:|---:|---:|---:|\n");
+    let shown_teams: BTreeMap<&str, [usize; 3]> = shown
+        .shown
+        .iter()
+        .map(|((team, row), _)| (*team, row.counts))
+        .collect();
+    let mut names: Vec<&str> = feedback.iter().map(|item| item.team.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    for team in names {
+        match shown_teams.get(team) {
+            Some(counts) => out.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                md(team),
+                counts[0],
+                counts[1],
+                counts[2],
+                counts.iter().sum::<usize>()
+            )),
+            None => out.push_str(&format!(
+                "| {} | withheld (fewer than {k} people) |  |  |  |\n",
+                md(team)
+            )),
+        }
+    }
+    if !shown_teams.is_empty() {
+        out.push_str(&format!(
+            "| **{}** | {} | {} | {} | {} |\n",
+            if shown.withheld == 0 {
+                "all"
+            } else {
+                "all shown"
+            },
+            totals[0],
+            totals[1],
+            totals[2],
+            items
+        ));
+    }
+}
+
+/// The report as Markdown; `k` is the k-anonymity threshold (see the module docs).
+pub fn render_status(data: &StatusData, k: usize) -> String {
     let mut out = String::new();
     out.push_str(&format!("# Status report: {}\n\n", md(&data.tenant)));
     out.push_str(&format!(
@@ -367,49 +547,7 @@ pub fn render_status(data: &StatusData) -> String {
     ));
 
     // New feedback, by team and by status.
-    out.push_str(&format!(
-        "\n## New feedback\n\n{} item{} received in the period.\n",
-        data.feedback.len(),
-        if data.feedback.len() == 1 { "" } else { "s" }
-    ));
-    if !data.feedback.is_empty() {
-        let statuses = [
-            proto::FeedbackStatus::Received,
-            proto::FeedbackStatus::Processed,
-            proto::FeedbackStatus::Discarded,
-        ];
-        let mut by_team: BTreeMap<&str, [usize; 3]> = BTreeMap::new();
-        let mut totals = [0usize; 3];
-        for feedback in &data.feedback {
-            let counts = by_team.entry(feedback.team.as_str()).or_default();
-            if let Some(index) = statuses
-                .iter()
-                .position(|status| i32::from(*status) == feedback.status)
-            {
-                counts[index] += 1;
-                totals[index] += 1;
-            }
-        }
-        out.push_str("\n| team | received | processed | discarded | total |\n");
-        out.push_str("|---|---:|---:|---:|---:|\n");
-        for (team, counts) in &by_team {
-            out.push_str(&format!(
-                "| {} | {} | {} | {} | {} |\n",
-                md(team),
-                counts[0],
-                counts[1],
-                counts[2],
-                counts.iter().sum::<usize>()
-            ));
-        }
-        out.push_str(&format!(
-            "| **all** | {} | {} | {} | {} |\n",
-            totals[0],
-            totals[1],
-            totals[2],
-            totals.iter().sum::<usize>()
-        ));
-    }
+    render_feedback(&mut out, &data.feedback, k);
 
     // Decisions.
     out.push_str(&format!(
@@ -474,14 +612,7 @@ pub fn render_status(data: &StatusData) -> String {
                         }
                         _ => "-".to_owned(),
                     };
-                    let by = ranked
-                        .scored
-                        .as_ref()
-                        .map_or("?".to_owned(), |scored| md(&scored.actor));
-                    (
-                        format!("{} by {by}", format_date(score.computed_at_micros)),
-                        change,
-                    )
+                    (format_date(score.computed_at_micros), change)
                 }
                 None => ("never".to_owned(), "-".to_owned()),
             };
@@ -493,7 +624,10 @@ pub fn render_status(data: &StatusData) -> String {
                 number_text(entry.score),
                 name_of::<proto::OpportunityStatus>(entry.status),
                 scored,
-                ranked.score.as_ref().map_or_else(String::new, top_inputs)
+                ranked
+                    .score
+                    .as_ref()
+                    .map_or_else(String::new, |score| top_inputs(score, k))
             ));
         }
     }
@@ -550,7 +684,23 @@ mod tests {
             id: id.into(),
             team: team.into(),
             status: status.into(),
+            personal_state: proto::PersonalState::Withheld.into(),
             ..Default::default()
+        }
+    }
+
+    /// A feedback item whose submitter the reader may see (`""`: anonymous).
+    fn feedback_by(
+        id: &str,
+        team: &str,
+        status: proto::FeedbackStatus,
+        submitter: &str,
+    ) -> proto::Feedback {
+        proto::Feedback {
+            personal_state: proto::PersonalState::Open.into(),
+            text: "the build is slow".into(),
+            submitter: submitter.into(),
+            ..feedback(id, team, status)
         }
     }
 
@@ -602,10 +752,11 @@ mod tests {
                 }),
             }),
             feedback: vec![
-                feedback("fb-1", "platform", Processed),
-                feedback("fb-2", "platform", Received),
-                feedback("fb-3", "mobile", Discarded),
-                feedback("fb-4", "platform", Processed),
+                feedback_by("fb-1", "platform", Processed, "user:alice"),
+                feedback_by("fb-2", "platform", Received, "user:bob"),
+                feedback_by("fb-3", "mobile", Discarded, "user:dave"),
+                feedback_by("fb-4", "platform", Processed, "user:carol"),
+                feedback_by("fb-5", "mobile", Received, "user:dave"),
             ],
             accepted: vec![decision(
                 "dec-2",
@@ -666,10 +817,6 @@ mod tests {
                         ],
                         ..Default::default()
                     }),
-                    scored: Some(proto::Provenance {
-                        actor: "service:portal".into(),
-                        ..Default::default()
-                    }),
                     score_before: Some(2.0),
                     score_at_end: Some(4.25),
                 },
@@ -692,10 +839,6 @@ mod tests {
                         )],
                         ..Default::default()
                     }),
-                    scored: Some(proto::Provenance {
-                        actor: "user:lead".into(),
-                        ..Default::default()
-                    }),
                     score_before: None,
                     score_at_end: Some(1.0),
                 },
@@ -709,7 +852,6 @@ mod tests {
                         ..Default::default()
                     },
                     score: None,
-                    scored: None,
                     score_before: None,
                     score_at_end: None,
                 },
@@ -743,8 +885,10 @@ mod tests {
 
     #[test]
     fn a_status_report_renders_every_section() {
+        // k = 3: platform's three submitters are shown; mobile's one submitter (two items) is
+        // withheld, and so is the vote input of one voter.
         assert_eq!(
-            render_status(&sample()),
+            render_status(&sample(), 3),
             r#"# Status report: acme
 
 - Period: 2026-01-01T00:00:00Z to 2026-02-01T00:00:00Z
@@ -752,13 +896,15 @@ mod tests {
 
 ## New feedback
 
-4 items received in the period.
+3 items received in the period in the teams shown; 1 team withheld (fewer than 3 people).
+
+Teams of fewer than 3 people are withheld; people are counted as distinct submitters.
 
 | team | received | processed | discarded | total |
 |---|---:|---:|---:|---:|
-| mobile | 0 | 0 | 1 | 1 |
+| mobile | withheld (fewer than 3 people) |  |  |  |
 | platform | 1 | 2 | 0 | 3 |
-| **all** | 1 | 2 | 1 | 4 |
+| **all shown** | 1 | 2 | 0 | 3 |
 
 ## Decisions accepted (1)
 
@@ -774,8 +920,8 @@ Top 3 of 27 ranked opportunities. "Change" is the score's change over the period
 
 | rank | opportunity | score | change | status | last scored | top inputs |
 |---:|---|---:|---:|---|---|---|
-| 1 | `opp-3` Speed up CI builds | 4.25 | +2.25 | planned | 2026-01-11 by service:portal | latency +2 (signal sig-3 observed 2026-01-01T00:00:00Z); votes +1.5 (votes of 12 voters); effort -0.5 (rating by user:lead at 2026-01-01T00:00:00Z) |
-| 2 | `opp-5` Cut on-call toil | 1 | new | under_review | 2026-01-03 by user:lead | votes +1 (votes of 1 voters) |
+| 1 | `opp-3` Speed up CI builds | 4.25 | +2.25 | planned | 2026-01-11 | latency +2 (signal sig-3 observed 2026-01-01T00:00:00Z); votes +1.5 (votes of 12 voters); effort -0.5 (rating at 2026-01-01T00:00:00Z) |
+| 2 | `opp-5` Cut on-call toil | 1 | new | under_review | 2026-01-03 | votes +1 (votes of fewer than 3 voters) |
 | 3 | `opp-7` Fix flaky tests | 0 | - | new | never |  |
 
 ## Initiatives at risk (1)
@@ -802,7 +948,7 @@ Top 3 of 27 ranked opportunities. "Change" is the score's change over the period
             ..Default::default()
         };
         assert_eq!(
-            render_status(&data),
+            render_status(&data, K_ANONYMITY_DEFAULT),
             r#"# Status report: globex
 
 - Period: 2026-01-01T00:00:00Z to 2026-01-02T00:00:00Z
@@ -833,5 +979,159 @@ None.
 None in the period.
 "#
         );
+    }
+
+    /// The new-feedback section alone.
+    fn feedback_section(feedback: Vec<proto::Feedback>, k: usize) -> String {
+        let data = StatusData {
+            feedback,
+            ..Default::default()
+        };
+        let report = render_status(&data, k);
+        let start = report.find("## New feedback").unwrap();
+        let end = report.find("## Decisions accepted").unwrap();
+        report[start..end].trim().to_owned()
+    }
+
+    #[test]
+    fn a_team_is_shown_from_k_distinct_submitters() {
+        use proto::FeedbackStatus::{Processed, Received};
+        let k = K_ANONYMITY_DEFAULT;
+        let mut items = Vec::new();
+        // platform: k people, one of them twice; mobile: k - 1 people; web: one person, k items.
+        for n in 0..k {
+            items.push(feedback_by(
+                &format!("p-{n}"),
+                "platform",
+                Received,
+                &format!("u{n}"),
+            ));
+        }
+        items.push(feedback_by("p-x", "platform", Processed, "u0"));
+        for n in 0..k - 1 {
+            items.push(feedback_by(
+                &format!("m-{n}"),
+                "mobile",
+                Received,
+                &format!("u{n}"),
+            ));
+        }
+        for n in 0..k {
+            items.push(feedback_by(
+                &format!("w-{n}"),
+                "web",
+                Processed,
+                "user:dave",
+            ));
+        }
+        let section = feedback_section(items, k);
+        assert_eq!(
+            section,
+            "## New feedback
+
+6 items received in the period in the teams shown; 2 teams withheld (fewer than 5 people).
+
+Teams of fewer than 5 people are withheld; people are counted as distinct submitters.
+
+| team | received | processed | discarded | total |
+|---|---:|---:|---:|---:|
+| mobile | withheld (fewer than 5 people) |  |  |  |
+| platform | 5 | 1 | 0 | 6 |
+| web | withheld (fewer than 5 people) |  |  |  |
+| **all shown** | 5 | 1 | 0 | 6 |"
+        );
+        for name in ["u0", "user:dave", "the build is slow"] {
+            assert!(!section.contains(name), "{name} in {section}");
+        }
+    }
+
+    #[test]
+    fn unseen_submitters_count_one_person_per_item() {
+        use proto::FeedbackStatus::Received;
+        let k = 3;
+        // Anonymous, withheld and erased items: the report cannot tell their submitters apart,
+        // so each counts as one person (the item count, an upper bound on people).
+        let erased = proto::Feedback {
+            personal_state: proto::PersonalState::Erased.into(),
+            ..feedback("f-3", "platform", Received)
+        };
+        let shown = feedback_section(
+            vec![
+                feedback_by("f-1", "platform", Received, ""),
+                feedback("f-2", "platform", Received),
+                erased,
+                feedback("f-4", "mobile", Received),
+                feedback_by("f-5", "mobile", Received, "user:erin"),
+            ],
+            k,
+        );
+        assert_eq!(
+            shown,
+            "## New feedback
+
+3 items received in the period in the teams shown; 1 team withheld (fewer than 3 people).
+
+Teams of fewer than 3 people are withheld; the submitters of 4 items are not visible (anonymous, withheld or erased), so each counts as one person: an upper bound.
+
+| team | received | processed | discarded | total |
+|---|---:|---:|---:|---:|
+| mobile | withheld (fewer than 3 people) |  |  |  |
+| platform | 3 | 0 | 0 | 3 |
+| **all shown** | 3 | 0 | 0 | 3 |"
+        );
+        // One short of k: withheld, and no total gives it back.
+        let withheld = feedback_section(
+            vec![
+                feedback("f-1", "platform", Received),
+                feedback("f-2", "platform", Received),
+            ],
+            k,
+        );
+        assert!(withheld.starts_with(
+            "## New feedback\n\n0 items received in the period in the teams shown; 1 team withheld"
+        ));
+        assert!(withheld.contains("| platform | withheld (fewer than 3 people) |"));
+        assert!(!withheld.contains("**all"));
+    }
+
+    #[test]
+    fn k_of_one_shows_every_team() {
+        use proto::FeedbackStatus::{Discarded, Processed, Received};
+        let section = feedback_section(
+            vec![
+                feedback("fb-1", "platform", Processed),
+                feedback("fb-2", "platform", Received),
+                feedback("fb-3", "mobile", Discarded),
+                feedback("fb-4", "platform", Processed),
+            ],
+            1,
+        );
+        assert_eq!(
+            section,
+            "## New feedback
+
+4 items received in the period.
+
+| team | received | processed | discarded | total |
+|---|---:|---:|---:|---:|
+| mobile | 0 | 0 | 1 | 1 |
+| platform | 1 | 2 | 0 | 3 |
+| **all** | 1 | 2 | 1 | 4 |"
+        );
+    }
+
+    #[test]
+    fn the_ranking_names_no_principal() {
+        let report = render_status(&sample(), K_ANONYMITY_DEFAULT);
+        let start = report.find("## Ranking").unwrap();
+        let end = report.find("## Initiatives at risk").unwrap();
+        let ranking = &report[start..end];
+        assert!(!ranking.contains("user:"), "{ranking}");
+        assert!(ranking.contains("votes of 12 voters"));
+        assert!(ranking.contains("votes of fewer than 5 voters"));
+        // Decisions name who accepted each one: a record of one decision, not an aggregate.
+        assert!(report.contains("accepted 2026-01-05 by user:cto"));
+        // Submitters are never printed.
+        assert!(!report.contains("user:alice") && !report.contains("user:dave"));
     }
 }

@@ -20,6 +20,8 @@ pub mod governance;
 pub mod initiative;
 pub mod limits;
 pub mod opportunity;
+pub mod privacy;
+pub mod pseudonym;
 pub mod scoring;
 pub mod signal;
 
