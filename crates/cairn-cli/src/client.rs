@@ -10,7 +10,7 @@ use cairn_grpc::proto;
 use cairn_grpc::proto::ledger_service_client::LedgerServiceClient;
 use clap::Args;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Endpoint;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
 /// The server a client subcommand talks to.
@@ -29,6 +29,59 @@ pub struct ServerArgs {
     /// (the administrator's token `cairn serve` writes on its first start in `./cairn-data`).
     #[arg(long, env = "CAIRN_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+
+    /// TLS, for an `https://` server.
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
+}
+
+/// How a client speaks TLS to an `https://` server (`cairn serve --tls-cert`).
+#[derive(Clone, Debug, Default, Args)]
+pub struct ClientTlsArgs {
+    /// The CA that issued the server's certificate (PEM): the only one trusted (no system
+    /// roots). Needed for an `https://` server.
+    #[arg(long, env = "CAIRN_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// A client certificate (PEM) to present (mutual TLS): its subject is the principal calls are
+    /// made as, so no token is needed. Needs `--tls-key`.
+    #[arg(
+        long,
+        env = "CAIRN_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(
+        long,
+        env = "CAIRN_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ClientTlsArgs {
+    fn is_empty(&self) -> bool {
+        self.tls_ca.is_none() && self.tls_cert.is_none() && self.tls_key.is_none()
+    }
+
+    /// The client TLS configuration: the server CA to trust and the identity to present.
+    fn config(&self) -> anyhow::Result<ClientTlsConfig> {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        let ca = self.tls_ca.as_ref().ok_or_else(|| {
+            anyhow!("an https:// server needs --tls-ca (the CA that issued its certificate)")
+        })?;
+        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        Ok(config)
+    }
 }
 
 /// Where the client looks for a token when neither `--token` nor `--token-file` says.
@@ -68,14 +121,24 @@ const CLIENT_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// How long to wait for a TCP connection before giving up.
 const CONNECT_TIMEOUT_MS: u64 = 5_000;
 
-/// Connects to `server` (`http://host:port`): the channel, which presents the token on every
+/// Connects to `server` (`http://host:port`, or `https://host:port` with TLS): the channel, which presents the token on every
 /// call, and the URL errors name.
 pub async fn connect_channel(server: &ServerArgs) -> anyhow::Result<(AuthChannel, String)> {
     let token = server.resolve_token()?;
     let url = server.server.trim().to_owned();
-    let endpoint = Endpoint::from_shared(url.clone())
+    let mut endpoint = Endpoint::from_shared(url.clone())
         .with_context(|| format!("invalid --server URL {url:?}"))?
         .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS));
+    if url.starts_with("https://") {
+        endpoint = endpoint
+            .tls_config(server.tls.config()?)
+            .with_context(|| format!("cannot configure TLS for {url}"))?;
+    } else if !server.tls.is_empty() {
+        // Never send what was meant to go over TLS in the clear.
+        return Err(anyhow!(
+            "--tls-ca, --tls-cert and --tls-key need an https:// --server URL, not {url}"
+        ));
+    }
     let channel = endpoint
         .connect()
         .await
@@ -315,8 +378,9 @@ pub fn describe_status(status: &Status) -> String {
     }
     if status.code() == Code::Unauthenticated {
         text.push_str(
-            " (give a token with CAIRN_TOKEN, --token-file or CAIRN_TOKEN_FILE; `cairn serve` \
-             writes an administrator's token to DATA/admin.token on its first start)",
+            " (give a token with CAIRN_TOKEN, --token-file or CAIRN_TOKEN_FILE, or a client \
+             certificate with --tls-cert and --tls-key; `cairn serve` writes an administrator's \
+             token to DATA/admin.token on its first start)",
         );
     }
     text

@@ -60,6 +60,57 @@ pub struct ServeArgs {
     /// administrator's token, which is written to `DATA/admin.token`. Reloaded on SIGHUP.
     #[arg(long, env = "CAIRN_TOKENS", value_name = "FILE")]
     tokens: Option<PathBuf>,
+
+    /// Serve over TLS with this certificate chain (PEM, leaf first); needs `--tls-key`.
+    #[arg(
+        long,
+        env = "CAIRN_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(
+        long,
+        env = "CAIRN_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+
+    /// Mutual TLS: ask clients for a certificate issued by this CA (PEM). A verified
+    /// certificate's subject (its CN, else its first DNS or URI alternative name) is the caller's
+    /// principal; a client without a certificate may still present a bearer token; a certificate
+    /// from another CA is refused at the handshake. Needs `--tls-cert`.
+    #[arg(
+        long,
+        env = "CAIRN_TLS_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_client_ca: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The TLS settings the flags name, read and checked; `None`: plain TCP.
+    fn tls(&self) -> anyhow::Result<Option<cairn_grpc::TlsSettings>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let read = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        let settings = cairn_grpc::TlsSettings {
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+            client_ca_pem: self.tls_client_ca.as_ref().map(read).transpose()?,
+        };
+        settings
+            .check()
+            .with_context(|| format!("cannot use the TLS certificate {}", cert.display()))?;
+        Ok(Some(settings))
+    }
 }
 
 /// Where the policy bundle is looked for when `--policies` is not given.
@@ -124,6 +175,7 @@ async fn serve_store(
         .clone()
         .unwrap_or_else(|| args.data.join(TOKENS_FILE));
     let tokens = load_tokens(&tokens_path, args.tokens.is_none(), &args.data)?;
+    let tls = args.tls()?;
     let listener =
         bind_listener(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener
@@ -185,10 +237,11 @@ async fn serve_store(
     );
 
     let (shutdown_sender, shutdown_receiver) = tokio::sync::oneshot::channel::<()>();
-    let mut server = Box::pin(cairn_grpc::serve(
+    let mut server = Box::pin(cairn_grpc::serve_tls(
         listener,
         services,
         ServerLimits::default(),
+        tls,
         async {
             let _ = shutdown_receiver.await;
         },

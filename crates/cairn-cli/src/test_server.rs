@@ -57,6 +57,7 @@ impl TestServer {
             server: self.url.clone(),
             token: Some(TEST_TOKEN.into()),
             token_file: None,
+            tls: Default::default(),
         }
     }
 

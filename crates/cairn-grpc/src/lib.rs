@@ -46,7 +46,7 @@ pub use ledger_api::LedgerApi;
 pub use lineage_api::LineageApi;
 pub use policy_api::PolicyApi;
 pub use prioritization_api::PrioritizationApi;
-pub use server::{ServerLimits, Services, serve};
+pub use server::{ServerLimits, Services, TlsSettings, serve, serve_tls};
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cairn_service::governance::{BundleSource, Governance};
 use cairn_service::tokens::{BOOTSTRAP_ADMIN, Caller, TenantScope, Tokens};
@@ -12,6 +13,7 @@ use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::api_support::Backend;
 use crate::auth::{AuthLayer, Authenticator};
@@ -141,12 +143,80 @@ impl<S> Clone for Services<S> {
     }
 }
 
+/// TLS for the server: its certificate chain and private key, and optionally the CA whose client
+/// certificates it accepts (mutual TLS). All PEM.
+///
+/// With a client CA the server asks every client for a certificate but does not require one: a
+/// client without a certificate authenticates with a bearer token as over plain TCP; a client
+/// whose certificate that CA did not issue (or that has expired) is refused at the handshake; a
+/// verified certificate's subject is the caller's principal (`auth::certificate_principal`).
+#[derive(Clone)]
+pub struct TlsSettings {
+    /// The server's certificate chain, leaf first.
+    pub cert_pem: Vec<u8>,
+    /// The server's private key.
+    pub key_pem: Vec<u8>,
+    /// The CA that issues client certificates; `None`: clients are not asked for one.
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("TlsSettings")
+            .field("client_ca", &self.client_ca_pem.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Longest a client may take to finish the TLS handshake (handshakes run beside each other, so a
+/// slow one holds only its own connection).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl TlsSettings {
+    fn config(&self) -> ServerTlsConfig {
+        let identity = Identity::from_pem(&self.cert_pem, &self.key_pem);
+        let config = ServerTlsConfig::new()
+            .identity(identity)
+            .timeout(TLS_HANDSHAKE_TIMEOUT);
+        match &self.client_ca_pem {
+            Some(ca) => config
+                .client_ca_root(Certificate::from_pem(ca))
+                .client_auth_optional(true),
+            None => config,
+        }
+    }
+
+    /// Checks that the certificate, key and client CA can be used (before the server announces
+    /// itself, so a bad file is a start-up error).
+    pub fn check(&self) -> Result<(), tonic::transport::Error> {
+        tonic::transport::Server::builder()
+            .tls_config(self.config())
+            .map(drop)
+    }
+}
+
 /// Serves the ledger, the feedback-loop services, health and reflection on `listener` until
 /// `shutdown` completes, then stops accepting calls and lets the ones in flight finish.
 pub async fn serve<S, F>(
     listener: TcpListener,
     services: Services<S>,
     limits: ServerLimits,
+    shutdown: F,
+) -> Result<(), tonic::transport::Error>
+where
+    S: EventStore + KeyStore,
+    F: Future<Output = ()> + Send,
+{
+    serve_tls(listener, services, limits, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given (and with mutual TLS when it names a client CA).
+pub async fn serve_tls<S, F>(
+    listener: TcpListener,
+    services: Services<S>,
+    limits: ServerLimits,
+    tls: Option<TlsSettings>,
     shutdown: F,
 ) -> Result<(), tonic::transport::Error>
 where
@@ -229,7 +299,11 @@ where
     let lineage_service = LineageServiceServer::new(LineageApi::new(backend))
         .max_decoding_message_size(bytes_max)
         .max_encoding_message_size(bytes_max);
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(tls.config())?;
+    }
+    builder
         .max_concurrent_streams(limits.concurrent_streams_max)
         .layer(auth)
         .add_service(health_service)
