@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "initiative.proto",
         "lineage.proto",
         "policy.proto",
+        "stewardship.proto",
     ]
     .map(|name| proto_root.join("cairn/v1").join(name));
     for file in &files {

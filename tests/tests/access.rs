@@ -588,3 +588,180 @@ async fn personal_data_is_redacted_and_acting_for_others_needs_the_right() -> Re
     );
     Ok(())
 }
+
+fn workspace_policies() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+}
+
+/// The repository's bundle, copied.
+fn policies_copy() -> Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    for folder in ["access", "tests", "retention", "scoring"] {
+        std::fs::create_dir_all(dir.path().join(folder))?;
+        for entry in std::fs::read_dir(workspace_policies().join(folder))? {
+            let path = entry?.path();
+            let name = path.file_name().context("a file name")?;
+            std::fs::copy(&path, dir.path().join(folder).join(name))?;
+        }
+    }
+    Ok(dir)
+}
+
+/// Waits until `ready` holds, with a deadline that only turns a hang into a failure.
+async fn eventually<F, Fut>(what: &str, mut ready: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let started = std::time::Instant::now();
+    while !ready().await? {
+        ensure!(
+            started.elapsed() < cairn_e2e::PROCESS_DEADLINE,
+            "{what} did not happen"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_bundle_and_a_bad_bundle_is_refused_keeping_the_active_one() -> Result<()>
+{
+    let policies = policies_copy()?;
+    let policies_arg = policies.path().to_str().context("utf-8 path")?;
+    let server = Server::start_temp(&["--policies", policies_arg])?;
+    let token = server.token()?;
+    let mut admin = policy_client(&server, &token).await?;
+    let first = admin
+        .get_active_bundle(proto::GetActiveBundleRequest {})
+        .await?
+        .into_inner();
+    ensure!(
+        first.source == policies_arg && first.git_commit.is_empty(),
+        "{first:?}"
+    );
+    let newbie = || proto::CheckRequest {
+        tenant: OWN.into(),
+        request: Some(proto::AccessRequest {
+            principal: "user:newbie".into(),
+            tenant: OWN.into(),
+            object: "feedback".into(),
+            action: "read".into(),
+        }),
+    };
+    let verdict = admin
+        .check(newbie())
+        .await?
+        .into_inner()
+        .verdict
+        .context("verdict")?;
+    ensure!(!verdict.allowed, "{verdict:?}");
+
+    // A new row, then SIGHUP: the new bundle comes into force.
+    let policy = policies.path().join("access/policy.csv");
+    let mut rows = std::fs::read_to_string(&policy)?;
+    rows.push_str("g, user:newbie, role:viewer, acme\n");
+    std::fs::write(&policy, &rows)?;
+    let pid = server.pid().context("running")?.to_string();
+    let hangup = || {
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+    };
+    ensure!(hangup()?.success());
+    let mut client = admin.clone();
+    eventually("the reload", || {
+        let mut client = client.clone();
+        let first = first.bundle_hash.clone();
+        async move {
+            let now = client
+                .get_active_bundle(proto::GetActiveBundleRequest {})
+                .await?
+                .into_inner();
+            Ok(now.bundle_hash != first)
+        }
+    })
+    .await?;
+    let verdict = client
+        .check(newbie())
+        .await?
+        .into_inner()
+        .verdict
+        .context("verdict")?;
+    ensure!(verdict.allowed && !verdict.rule.is_empty(), "{verdict:?}");
+    let second = client
+        .get_active_bundle(proto::GetActiveBundleRequest {})
+        .await?
+        .into_inner();
+    ensure!(second.activated_at_position > first.activated_at_position);
+
+    // A bundle that does not parse is refused on SIGHUP; the active one stays, and the refusal is
+    // recorded.
+    std::fs::write(&policy, "p, role:viewer, acme, feedback\n")?;
+    ensure!(hangup()?.success());
+    let ledger = server.client().await?;
+    let refused_recorded = || {
+        let mut ledger = ledger.clone();
+        async move {
+            let records = ledger
+                .read_stream(proto::ReadStreamRequest {
+                    stream: Some(cairn_e2e::stream_ref("cairn-system", "policy", "bundle")),
+                    from_version: 1,
+                    limit: 100,
+                    include_personal: false,
+                })
+                .await?
+                .into_inner()
+                .records;
+            Ok(records
+                .iter()
+                .any(|record| record.event_type == "policy.refused"))
+        }
+    };
+    eventually("the recorded refusal", refused_recorded).await?;
+    let third = client
+        .get_active_bundle(proto::GetActiveBundleRequest {})
+        .await?
+        .into_inner();
+    ensure!(
+        third.bundle_hash == second.bundle_hash,
+        "the refused bundle came into force"
+    );
+    // The same through the RPC: FAILED_PRECONDITION.
+    match client.reload(proto::ReloadRequest {}).await {
+        Err(status) if status.code() == Code::FailedPrecondition => {}
+        other => bail!("reloading a broken bundle: {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bundle_in_a_git_checkout_names_its_commit() -> Result<()> {
+    let policies = workspace_policies().canonicalize()?;
+    let Ok(head) = std::process::Command::new("git")
+        .args([
+            "-C",
+            policies.to_str().context("utf-8 path")?,
+            "rev-parse",
+            "HEAD",
+        ])
+        .output()
+    else {
+        bail!("git is needed to check the commit the bundle names");
+    };
+    ensure!(head.status.success(), "not a git checkout: {head:?}");
+    let commit = String::from_utf8(head.stdout)?.trim().to_owned();
+    let server = Server::start_temp(&["--policies", policies.to_str().context("utf-8")?])?;
+    let mut admin = policy_client(&server, &server.token()?).await?;
+    let bundle = admin
+        .get_active_bundle(proto::GetActiveBundleRequest {})
+        .await?
+        .into_inner();
+    ensure!(
+        bundle.git_commit == commit,
+        "{} != {commit}",
+        bundle.git_commit
+    );
+    ensure!(bundle.tests_passed >= 100, "{bundle:?}");
+    Ok(())
+}

@@ -32,6 +32,7 @@ mod read;
 mod report;
 mod serve;
 mod signal;
+mod steward;
 mod sweep;
 mod tail;
 #[cfg(test)]
@@ -109,6 +110,8 @@ enum Command {
     Policy(policy::PolicyArgs),
     /// Bearer tokens: make a new one and its token-file entry.
     Token(policy::TokenArgs),
+    /// Stewardship of personal data: retention preview and run, legal holds, erasure, its log.
+    Steward(steward::StewardArgs),
 }
 
 fn main() -> ExitCode {
@@ -153,6 +156,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Policy(args) => policy::run(args).await,
             Command::Token(args) => policy::run_token(args),
+            Command::Steward(args) => steward::run(args).await,
         }
     });
     // Connection tasks or a blocking store thread may outlive the command; do not wait for them.

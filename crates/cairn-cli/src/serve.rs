@@ -20,6 +20,7 @@ use cairn_grpc::auth::Authenticator;
 use cairn_grpc::{ServerLimits, Services};
 use cairn_projections::Projections;
 use cairn_service::governance::{BundleSource, Governance};
+use cairn_service::stewardship::Stewardship;
 use cairn_service::tokens::{BOOTSTRAP_ADMIN, Tokens, new_token, token_entry};
 use cairn_service::{Checkpointer, FeedbackLoop, Ledger, Reads, ScoringPolicy, ServerIdentity};
 use cairn_store_embedded::{EmbeddedOptions, EmbeddedStore};
@@ -60,6 +61,11 @@ pub struct ServeArgs {
     /// administrator's token, which is written to `DATA/admin.token`. Reloaded on SIGHUP.
     #[arg(long, env = "CAIRN_TOKENS", value_name = "FILE")]
     tokens: Option<PathBuf>,
+
+    /// How often the retention sweeper erases expired personal data, in seconds (the rules are
+    /// in the bundle's `retention/`); 0: only on demand (`cairn steward retention run`).
+    #[arg(long, env = "CAIRN_RETENTION_INTERVAL_S", default_value_t = 3600)]
+    retention_interval_s: u64,
 
     /// Serve over TLS with this certificate chain (PEM, leaf first); needs `--tls-key`.
     #[arg(
@@ -220,13 +226,24 @@ async fn serve_store(
         "policy bundle in force"
     );
     let authenticator = Arc::new(Authenticator::new(tokens));
+    let stewardship = Arc::new(Stewardship::new(
+        Arc::clone(&ledger),
+        Arc::clone(&governance),
+    ));
     let services = Services {
         ledger: Arc::clone(&ledger),
         feedback_loop,
         reads: Arc::new(Reads::new(ledger, Arc::clone(&projections))),
         governance: Arc::clone(&governance),
         authenticator: Arc::clone(&authenticator),
+        stewardship: Arc::clone(&stewardship),
     };
+    let sweeper = (args.retention_interval_s > 0).then(|| {
+        tokio::spawn(sweep_retention(
+            stewardship,
+            Duration::from_secs(args.retention_interval_s),
+        ))
+    });
 
     announce(address, &identity).context("cannot write the startup line to stdout")?;
     tracing::info!(
@@ -291,6 +308,11 @@ async fn serve_store(
     // The read models stop before the store closes under them (they are rebuilt from the ledger,
     // so stopping between two batches loses nothing).
     stop_following.send_replace(true);
+    if let Some(sweeper) = sweeper {
+        // A sweep cut between destroying a key and recording its erasure leaves the key destroyed
+        // without a record; the next sweep counts it as erased before. Stopping waits for none.
+        sweeper.abort();
+    }
     if let Err(error) = follower.await {
         tracing::warn!(%error, "the projection follower panicked");
     }
@@ -329,6 +351,37 @@ fn bundle_source(dir: Option<&Path>) -> BundleSource {
             BundleSource::Dir(PathBuf::from(DEFAULT_POLICIES_DIR))
         }
         None => BundleSource::BuiltIn,
+    }
+}
+
+/// The principal the periodic retention sweeper records its erasures as.
+const RETENTION_SWEEPER: &str = "cairn:retention";
+
+/// Sweeps every tenant's expired personal data every `interval`, the first time one interval after
+/// start.
+async fn sweep_retention(stewardship: Arc<Stewardship<EmbeddedStore>>, interval: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match stewardship
+            .run_all(RETENTION_SWEEPER, cairn_store::now().0)
+            .await
+        {
+            Ok(reports) => {
+                for (tenant, report) in reports {
+                    if !report.recorded.is_empty() || !report.held.is_empty() {
+                        tracing::info!(
+                            %tenant,
+                            erased = report.recorded.len(),
+                            held = report.held.len(),
+                            "retention sweep"
+                        );
+                    }
+                }
+            }
+            Err(error) => tracing::error!(%error, "the retention sweep failed"),
+        }
     }
 }
 

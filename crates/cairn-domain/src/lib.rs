@@ -15,6 +15,7 @@ pub mod codec;
 mod common;
 pub mod decision;
 mod error;
+pub mod export;
 pub mod feedback;
 pub mod governance;
 pub mod initiative;

@@ -170,7 +170,17 @@ macro_rules! tenant_requests {
     )*};
 }
 
-tenant_requests!(CheckRequest, ListDeniedRequest);
+tenant_requests!(
+    CheckRequest,
+    ListDeniedRequest,
+    PreviewRetentionRequest,
+    RunRetentionRequest,
+    PlaceLegalHoldRequest,
+    ReleaseLegalHoldRequest,
+    RequestErasureRequest,
+    ListErasuresRequest,
+    ExportEventsRequest,
+);
 
 /// Checks calls against the policy in force.
 pub(crate) struct Access<S> {

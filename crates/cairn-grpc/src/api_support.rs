@@ -65,6 +65,25 @@ impl<S: EventStore + KeyStore> Backend<S> {
         &self.access
     }
 
+    /// Retention, holds and erasure.
+    pub(crate) fn stewardship(&self) -> &cairn_service::stewardship::Stewardship<S> {
+        &self.services.stewardship
+    }
+
+    /// The stamp of an answer read straight from the ledger: its head and latest checkpoint.
+    pub(crate) async fn head_stamp(&self) -> Result<Option<proto::Stamp>, Status> {
+        let head = self
+            .ledger()
+            .store()
+            .head()
+            .await
+            .map_err(|error| crate::error::status_from_store(&error))?;
+        Ok(Some(stamp_to_proto(
+            head.position,
+            head.checkpoint.as_ref(),
+        )))
+    }
+
     pub(crate) fn ledger(&self) -> &Arc<Ledger<S>> {
         &self.services.ledger
     }
@@ -259,6 +278,48 @@ pub(crate) fn time_range(range: Option<proto::TimeRange>) -> (Option<Time>, Opti
 /// Whether `at` is within `[from, to)`.
 pub(crate) fn within(at: Time, (from, to): (Option<Time>, Option<Time>)) -> bool {
     from.is_none_or(|from| at >= from) && to.is_none_or(|to| at < to)
+}
+
+/// A list read a page at a time from one ledger stream (the governance logs): the page token is
+/// the stream version to go on from.
+pub(crate) struct StreamPage {
+    /// The first stream version of this page.
+    pub(crate) from: cairn_ledger::StreamVersion,
+    size: usize,
+}
+
+impl StreamPage {
+    /// The page a request's `page` asks for.
+    pub(crate) fn new(page: Option<proto::PageRequest>) -> Result<StreamPage, Status> {
+        let PageAt { size, token } = page_from_proto(page)?;
+        let from = match token {
+            None => 1,
+            Some(token) => token
+                .parse::<u64>()
+                .ok()
+                .filter(|version| *version >= 1)
+                .ok_or_else(|| {
+                    crate::error::invalid_argument("page.page_token", "not a token of this list")
+                })?,
+        };
+        Ok(StreamPage {
+            from: cairn_ledger::StreamVersion(from),
+            size,
+        })
+    }
+
+    /// How many entries to read: one more than a page, to know whether another follows.
+    pub(crate) fn read_limit(&self) -> usize {
+        self.size + 1
+    }
+
+    /// This page of `entries` (read with [`StreamPage::read_limit`]) and the token of the next.
+    pub(crate) fn finish<T>(&self, mut entries: Vec<T>) -> (Vec<T>, Option<proto::PageInfo>) {
+        let more = entries.len() > self.size;
+        entries.truncate(self.size);
+        let next = more.then(|| (self.from.0 + self.size as u64).to_string());
+        (entries, page_info(next))
+    }
 }
 
 /// Pages through an answer the projections give whole (score histories, lineage walks, the

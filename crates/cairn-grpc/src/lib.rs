@@ -20,6 +20,7 @@ mod lineage_api;
 mod policy_api;
 mod prioritization_api;
 mod server;
+mod stewardship_api;
 mod view_convert;
 
 /// Code generated from `proto/cairn/v1/*.proto`. Every file is in package `cairn.v1`, so this one
@@ -47,6 +48,7 @@ pub use lineage_api::LineageApi;
 pub use policy_api::PolicyApi;
 pub use prioritization_api::PrioritizationApi;
 pub use server::{ServerLimits, Services, TlsSettings, serve, serve_tls};
+pub use stewardship_api::StewardshipApi;
 
 #[cfg(test)]
 mod tests {
@@ -75,6 +77,7 @@ mod tests {
                 "LineageService",
                 "PolicyService",
                 "PrioritizationService",
+                "StewardshipService",
             ]
         );
     }

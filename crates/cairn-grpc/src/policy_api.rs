@@ -5,14 +5,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cairn_ledger::StreamVersion;
 use cairn_policy::{AccessRequest, Grant, Verdict};
 use cairn_service::governance::{DRY_RUN_FLIPS_MAX, DeniedCall, Governance};
 use cairn_store::{EventStore, KeyStore};
 use tonic::{Request, Response, Status};
 
-use crate::api_support::{Backend, service_status};
-use crate::domain_convert::{page_from_proto, stamp_to_proto, tenant_from_proto};
+use crate::api_support::{Backend, StreamPage, service_status};
+use crate::domain_convert::tenant_from_proto;
 use crate::error::invalid_argument;
 use crate::proto;
 use crate::proto::policy_service_server::PolicyService;
@@ -291,36 +290,18 @@ impl<S: EventStore + KeyStore> PolicyService for PolicyApi<S> {
         self.backend.access().authorize_read(&mut request).await?;
         let request = request.into_inner();
         let tenant = tenant_from_proto("tenant", request.tenant)?;
-        let page = page_from_proto(request.page)?;
-        let from = match page.token {
-            None => 1,
-            Some(token) => token
-                .parse::<u64>()
-                .ok()
-                .filter(|version| *version >= 1)
-                .ok_or_else(|| invalid_argument("page.page_token", "not a token of this list"))?,
-        };
-        let head = self
-            .backend
-            .ledger()
-            .store()
-            .head()
-            .await
-            .map_err(|error| crate::error::status_from_store(&error))?;
+        let page = StreamPage::new(request.page)?;
+        let stamp = self.backend.head_stamp().await?;
         let calls = self
             .governance()
-            .denied(&tenant, StreamVersion(from), page.size + 1)
+            .denied(&tenant, page.from, page.read_limit())
             .await
             .map_err(service_status)?;
-        let more = calls.len() > page.size;
-        let calls: Vec<DeniedCall> = calls.into_iter().take(page.size).collect();
-        let next = more.then(|| (from + page.size as u64).to_string());
+        let (calls, page) = page.finish(calls);
         Ok(Response::new(proto::ListDeniedResponse {
             calls: calls.into_iter().map(denied_to_proto).collect(),
-            page: Some(proto::PageInfo {
-                next_page_token: next.unwrap_or_default(),
-            }),
-            stamp: Some(stamp_to_proto(head.position, head.checkpoint.as_ref())),
+            page,
+            stamp,
         }))
     }
 }

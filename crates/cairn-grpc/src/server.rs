@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_service::governance::{BundleSource, Governance};
+use cairn_service::stewardship::Stewardship;
 use cairn_service::tokens::{BOOTSTRAP_ADMIN, Caller, TenantScope, Tokens};
 use cairn_service::{FeedbackLoop, Ledger, Reads, ScoringPolicy};
 use cairn_store::{EventStore, KeyStore, limits as store_limits};
@@ -32,6 +33,8 @@ use crate::proto::ledger_service_server::LedgerServiceServer;
 use crate::proto::lineage_service_server::LineageServiceServer;
 use crate::proto::policy_service_server::PolicyServiceServer;
 use crate::proto::prioritization_service_server::PrioritizationServiceServer;
+use crate::proto::stewardship_service_server::StewardshipServiceServer;
+use crate::stewardship_api::StewardshipApi;
 
 /// The limits the server enforces; each is refused with a clear status when exceeded.
 #[derive(Clone, Debug)]
@@ -97,6 +100,8 @@ pub struct Services<S> {
     pub governance: Arc<Governance<S>>,
     /// The credentials every call but health and reflection must present.
     pub authenticator: Arc<Authenticator>,
+    /// Retention, legal holds and erasure (`StewardshipService`).
+    pub stewardship: Arc<Stewardship<S>>,
 }
 
 impl<S: EventStore + KeyStore> Services<S> {
@@ -110,7 +115,11 @@ impl<S: EventStore + KeyStore> Services<S> {
         admin_token: &str,
     ) -> Result<Services<S>, cairn_service::ServiceError> {
         let governance =
-            Governance::start(Arc::clone(&ledger), BundleSource::BuiltIn, None).await?;
+            Arc::new(Governance::start(Arc::clone(&ledger), BundleSource::BuiltIn, None).await?);
+        let stewardship = Arc::new(Stewardship::new(
+            Arc::clone(&ledger),
+            Arc::clone(&governance),
+        ));
         let feedback_loop = Arc::new(FeedbackLoop::new(
             Arc::clone(&ledger),
             Arc::new(ScoringPolicy::built_in()),
@@ -119,7 +128,8 @@ impl<S: EventStore + KeyStore> Services<S> {
             ledger: Arc::clone(&ledger),
             feedback_loop,
             reads: Arc::new(Reads::new(ledger, projections)),
-            governance: Arc::new(governance),
+            governance,
+            stewardship,
             authenticator: Arc::new(Authenticator::new(Tokens::single(
                 admin_token,
                 Caller {
@@ -139,6 +149,7 @@ impl<S> Clone for Services<S> {
             reads: Arc::clone(&self.reads),
             governance: Arc::clone(&self.governance),
             authenticator: Arc::clone(&self.authenticator),
+            stewardship: Arc::clone(&self.stewardship),
         }
     }
 }
@@ -245,6 +256,9 @@ where
     health_reporter
         .set_serving::<PolicyServiceServer<PolicyApi<S>>>()
         .await;
+    health_reporter
+        .set_serving::<StewardshipServiceServer<StewardshipApi<S>>>()
+        .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -296,6 +310,10 @@ where
     let policy_service = PolicyServiceServer::new(PolicyApi::new(Arc::clone(&backend)))
         .max_decoding_message_size(bytes_max)
         .max_encoding_message_size(bytes_max);
+    let stewardship_service =
+        StewardshipServiceServer::new(StewardshipApi::new(Arc::clone(&backend)))
+            .max_decoding_message_size(bytes_max)
+            .max_encoding_message_size(bytes_max);
     let lineage_service = LineageServiceServer::new(LineageApi::new(backend))
         .max_decoding_message_size(bytes_max)
         .max_encoding_message_size(bytes_max);
@@ -316,6 +334,7 @@ where
         .add_service(initiative_service)
         .add_service(lineage_service)
         .add_service(policy_service)
+        .add_service(stewardship_service)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

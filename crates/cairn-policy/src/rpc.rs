@@ -422,6 +422,13 @@ pub const RPCS: &[RpcAccess] = &[
         Read,
         Tenant,
     ),
+    // Pseudonymised, without personal fields: what an auditor may read of the ledger anyway.
+    rpc(
+        "/cairn.v1.StewardshipService/ExportEvents",
+        Ledger,
+        Read,
+        Tenant,
+    ),
 ];
 
 /// The row of an RPC by its full gRPC path; `None` for a method cairn does not serve (the server

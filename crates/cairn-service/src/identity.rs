@@ -85,6 +85,14 @@ impl ServerIdentity {
         self.signer.public_key()
     }
 
+    /// The key of the pseudonyms in exports for analysis: derived from the server's subject
+    /// secret, so pseudonyms are stable across exports of one server and unlinkable without it.
+    pub fn pseudonym_key(&self) -> cairn_domain::pseudonym::PseudonymKey {
+        let mut hasher = blake3::Hasher::new_derive_key("cairn export pseudonym key v1");
+        hasher.update(&self.subject_key);
+        cairn_domain::pseudonym::PseudonymKey::from_bytes(*hasher.finalize().as_bytes())
+    }
+
     /// The id of the first data key that seals one data subject's personal data in one tenant: a
     /// keyed blake3 of the pair, so the id reveals nothing about the subject without the server's
     /// secret, and erasing a subject is destroying its keys.

@@ -8,6 +8,7 @@
 mod checkpointer;
 pub mod dataset;
 mod error;
+pub mod export;
 pub mod feedback_loop;
 pub mod governance;
 pub mod history;
