@@ -169,7 +169,7 @@ async fn grants_are_events_folded_on_start_and_denials_are_recorded() {
     let governance = Governance::start(Arc::clone(&ledger), BundleSource::BuiltIn, None)
         .await
         .unwrap();
-    assert_eq!(governance.active().grants, [grant.clone()]);
+    assert_eq!(governance.active().grants, std::slice::from_ref(&grant));
     governance
         .revoke("cairn:admin", grant.clone(), "alice is back")
         .await
