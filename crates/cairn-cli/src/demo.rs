@@ -153,7 +153,8 @@ fn signal_call(
     id: &EntityId,
     command: &SignalCommand,
 ) -> Mutation {
-    let SignalCommand::Record { id: _, observation } = command;
+    let (SignalCommand::Record { observation, .. }
+    | SignalCommand::RecordSampled { observation, .. }) = command;
     Mutation::RecordSignal(proto::RecordSignalRequest {
         meta,
         id: id_text(id),

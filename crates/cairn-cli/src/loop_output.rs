@@ -76,6 +76,9 @@ pub fn receipt_text(receipt: &proto::CommandReceipt) -> String {
     } else {
         receipt.event_types.join(", ")
     };
+    if receipt.sampled_out {
+        return format!("recorded nothing for {entity}: sampling did not keep this observation");
+    }
     if receipt.first_position == 0 {
         return format!(
             "recorded nothing for {entity}: unchanged at version {}",
@@ -1231,6 +1234,7 @@ mod tests {
             stream_version: 4,
             event_types: vec!["opportunity.voted".into(), "opportunity.scored".into()],
             deduplicated: false,
+            sampled_out: false,
         };
         assert_eq!(
             receipt_text(&receipt),

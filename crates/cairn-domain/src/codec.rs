@@ -131,6 +131,7 @@ impl Event {
                 FeedbackEvent::Discarded { .. } => "feedback.discarded",
             },
             Event::Signal(SignalEvent::Observed { .. }) => "signal.observed",
+            Event::Signal(SignalEvent::Sampled { .. }) => "signal.sampled",
             Event::Opportunity(event) => match event {
                 OpportunityEvent::Created { .. } => "opportunity.created",
                 OpportunityEvent::ReviewStarted => "opportunity.review_started",

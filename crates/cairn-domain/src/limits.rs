@@ -36,3 +36,5 @@ pub const SCORING_FACTORS_MAX: usize = 32;
 pub const NUMBER_ABS_MAX: f64 = 1e12;
 /// Longest metric name or unit, in bytes.
 pub const METRIC_NAME_BYTES_MAX: usize = 128;
+/// Largest signal sample rate (one in how many observations of a metric is recorded).
+pub const SAMPLE_RATE_MAX: u32 = 1_000_000;

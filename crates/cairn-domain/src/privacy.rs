@@ -187,6 +187,26 @@ const TABLE: &[(&str, &[FieldClass])] = &[
             public("recorded_at"),
         ],
     ),
+    (
+        "signal.sampled",
+        &[
+            public("id"),
+            public("observation.metric"),
+            public("observation.unit"),
+            public("observation.direction"),
+            public("observation.service"),
+            public("observation.team"),
+            public("observation.window_seconds"),
+            public("observation.measurement.value"),
+            public("observation.measurement.percentiles.p50"),
+            public("observation.measurement.percentiles.p95"),
+            public("observation.measurement.percentiles.p99"),
+            public("observation.source"),
+            public("observation.observed_at"),
+            public("recorded_at"),
+            public("sample_rate"),
+        ],
+    ),
     // Opportunities.
     (
         "opportunity.created",

@@ -159,6 +159,16 @@ pub enum SignalCommand {
         /// What was observed.
         observation: Observation,
     },
+    /// Records an observation of a high-volume metric that sampling kept: one in `sample_rate`
+    /// observations of the metric is recorded, and the event says so.
+    RecordSampled {
+        /// The signal's id.
+        id: EntityId,
+        /// What was observed.
+        observation: Observation,
+        /// One in how many observations of its metric are recorded (2 or more).
+        sample_rate: u32,
+    },
 }
 
 /// Events of a signal.
@@ -173,6 +183,51 @@ pub enum SignalEvent {
         /// When it was recorded.
         recorded_at: Time,
     },
+    /// An observation kept by sampling was recorded: it stands for `sample_rate` observations of
+    /// its metric.
+    Sampled {
+        /// The signal's id.
+        id: EntityId,
+        /// What was observed.
+        observation: Observation,
+        /// When it was recorded.
+        recorded_at: Time,
+        /// One in how many observations of its metric are recorded.
+        sample_rate: u32,
+    },
+}
+
+impl SignalEvent {
+    /// The signal's id.
+    pub fn id(&self) -> &EntityId {
+        match self {
+            SignalEvent::Observed { id, .. } | SignalEvent::Sampled { id, .. } => id,
+        }
+    }
+
+    /// What was observed.
+    pub fn observation(&self) -> &Observation {
+        match self {
+            SignalEvent::Observed { observation, .. }
+            | SignalEvent::Sampled { observation, .. } => observation,
+        }
+    }
+
+    /// When it was recorded.
+    pub fn recorded_at(&self) -> Time {
+        match self {
+            SignalEvent::Observed { recorded_at, .. }
+            | SignalEvent::Sampled { recorded_at, .. } => *recorded_at,
+        }
+    }
+
+    /// One in how many observations of its metric this one stands for (1: not sampled).
+    pub fn sample_rate(&self) -> u32 {
+        match self {
+            SignalEvent::Observed { .. } => 1,
+            SignalEvent::Sampled { sample_rate, .. } => *sample_rate,
+        }
+    }
 }
 
 /// A signal, folded from its events.
@@ -192,7 +247,26 @@ impl Aggregate for Signal {
         command: SignalCommand,
         ctx: &Ctx<'_>,
     ) -> Result<Vec<SignalEvent>, DomainError> {
-        let SignalCommand::Record { id, observation } = command;
+        let (id, observation, sample_rate) = match command {
+            SignalCommand::Record { id, observation } => (id, observation, None),
+            SignalCommand::RecordSampled {
+                id,
+                observation,
+                sample_rate,
+            } => {
+                if !(2..=limits::SAMPLE_RATE_MAX).contains(&sample_rate) {
+                    return Err(DomainError::field(
+                        Rule::Limit,
+                        "sample_rate",
+                        format!(
+                            "must be 2 to {} (1 is no sampling), got {sample_rate}",
+                            limits::SAMPLE_RATE_MAX
+                        ),
+                    ));
+                }
+                (id, observation, Some(sample_rate))
+            }
+        };
         if self.observation.is_some() {
             return Err(DomainError::new(
                 Rule::AlreadyExists,
@@ -200,15 +274,22 @@ impl Aggregate for Signal {
             ));
         }
         observation.check()?;
-        Ok(vec![SignalEvent::Observed {
-            id,
-            observation,
-            recorded_at: ctx.now,
+        Ok(vec![match sample_rate {
+            None => SignalEvent::Observed {
+                id,
+                observation,
+                recorded_at: ctx.now,
+            },
+            Some(sample_rate) => SignalEvent::Sampled {
+                id,
+                observation,
+                recorded_at: ctx.now,
+                sample_rate,
+            },
         }])
     }
 
     fn apply(&mut self, event: &SignalEvent) {
-        let SignalEvent::Observed { observation, .. } = event;
-        self.observation = Some(observation.clone());
+        self.observation = Some(event.observation().clone());
     }
 }

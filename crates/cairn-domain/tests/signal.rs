@@ -229,3 +229,37 @@ fn direction_names_parse_back() {
     }
     assert_eq!(Direction::parse("sideways"), None);
 }
+
+#[test]
+fn a_sampled_observation_records_its_rate() {
+    let observation = observation("http_request_ms", 80.0, day(2));
+    let state = given_nothing::<Signal>()
+        .when(
+            SignalCommand::RecordSampled {
+                id: id("s-1"),
+                observation: observation.clone(),
+                sample_rate: 100,
+            },
+            &ctx(day(3)),
+        )
+        .then([SignalEvent::Sampled {
+            id: id("s-1"),
+            observation: observation.clone(),
+            recorded_at: day(3),
+            sample_rate: 100,
+        }]);
+    assert_eq!(state.observation, Some(observation.clone()));
+    // A rate of 1 is no sampling, and rates beyond the limit are refused.
+    for rate in [0, 1, limits::SAMPLE_RATE_MAX + 1] {
+        given_nothing::<Signal>()
+            .when(
+                SignalCommand::RecordSampled {
+                    id: id("s-1"),
+                    observation: observation.clone(),
+                    sample_rate: rate,
+                },
+                &ctx(day(3)),
+            )
+            .then_refused_on(Rule::Limit, "sample_rate");
+    }
+}

@@ -784,6 +784,7 @@ pub fn receipt_to_proto(receipt: &CommandReceipt) -> proto::CommandReceipt {
             .map(str::to_owned)
             .collect(),
         deduplicated: receipt.deduplicated,
+        sampled_out: receipt.sampled_out,
     }
 }
 

@@ -108,6 +108,8 @@ pub struct CommandReceipt {
     pub events: Vec<Event>,
     /// True when this was a retry of a command already recorded: nothing new was stored.
     pub deduplicated: bool,
+    /// True when a signal was not recorded because sampling did not keep it.
+    pub sampled_out: bool,
 }
 
 impl CommandReceipt {
@@ -215,15 +217,54 @@ impl<S: EventStore + KeyStore> FeedbackLoop<S> {
         self.execute::<Feedback>(meta, id, command).await
     }
 
-    /// Records a signal.
+    /// Records a signal. A signal of a metric the scoring policy samples is recorded only if
+    /// sampling keeps it (then as `signal.sampled`, with its rate); otherwise nothing is recorded
+    /// and the receipt says `sampled_out`.
     pub async fn signal(
         &self,
         meta: &CommandMeta,
         id: &EntityId,
         command: SignalCommand,
     ) -> Result<CommandReceipt, ServiceError> {
-        let SignalCommand::Record { id: named, .. } = &command;
-        same_id(named, id)?;
+        let command = match command {
+            SignalCommand::Record {
+                id: named,
+                observation,
+            } => {
+                same_id(&named, id)?;
+                match self.scoring().sample_rate(&observation.metric) {
+                    None => SignalCommand::Record {
+                        id: named,
+                        observation,
+                    },
+                    Some(rate) if keeps(&meta.tenant, &observation.metric, id, rate) => {
+                        SignalCommand::RecordSampled {
+                            id: named,
+                            observation,
+                            sample_rate: rate,
+                        }
+                    }
+                    Some(_) => {
+                        return Ok(CommandReceipt {
+                            entity: EntityRef::new(EntityKind::Signal, id.clone()),
+                            first_position: Position::ZERO,
+                            last_position: Position::ZERO,
+                            stream_version: StreamVersion(0),
+                            events: Vec::new(),
+                            deduplicated: false,
+                            sampled_out: true,
+                        });
+                    }
+                }
+            }
+            SignalCommand::RecordSampled { id: named, .. } => {
+                same_id(&named, id)?;
+                return Err(ServiceError::InvalidArgument {
+                    field: "observation",
+                    reason: "sampling is decided by the server's policy, not by the caller".into(),
+                });
+            }
+        };
         self.execute::<Signal>(meta, id, command).await
     }
 
@@ -584,6 +625,7 @@ impl<S: EventStore + KeyStore> FeedbackLoop<S> {
                     stream_version: loaded.version,
                     events,
                     deduplicated: false,
+                    sampled_out: false,
                 });
             }
             let drafts = events
@@ -613,6 +655,7 @@ impl<S: EventStore + KeyStore> FeedbackLoop<S> {
                         stream_version: result.last_version,
                         events,
                         deduplicated: result.deduplicated,
+                        sampled_out: false,
                     });
                 }
                 // Another writer moved the stream between our read and our append: decide again
@@ -730,6 +773,7 @@ impl<S: EventStore + KeyStore> FeedbackLoop<S> {
             stream_version: records[records.len() - 1].envelope.stream_version,
             events,
             deduplicated: true,
+            sampled_out: false,
         });
         Ok(Loaded {
             state,
@@ -775,6 +819,20 @@ pub fn stream_of(
     id: &EntityId,
 ) -> Result<StreamId, ServiceError> {
     Ok(StreamId::new(tenant.clone(), kind.as_str(), id.as_str())?)
+}
+
+/// Whether sampling at `rate` keeps the signal `id` of `metric` in `tenant`: a hash, so a retry
+/// (or another server) decides the same.
+fn keeps(tenant: &TenantId, metric: &str, id: &EntityId, rate: u32) -> bool {
+    let mut hasher = blake3::Hasher::new_derive_key("cairn signal sampling v1");
+    for part in [tenant.as_str(), metric, id.as_str()] {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let bytes: [u8; 8] = hasher.finalize().as_bytes()[..8]
+        .try_into()
+        .expect("8 of 32 bytes");
+    u64::from_le_bytes(bytes) % u64::from(rate) == 0
 }
 
 /// Decodes a record's domain event from its clear part (personal parts are not needed to fold).

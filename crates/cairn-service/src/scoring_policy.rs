@@ -28,7 +28,24 @@ pub struct ScoringPolicy {
     pub active: String,
     /// The aging-out rules, in file order.
     pub aging_rules: Vec<AgingRule>,
+    /// The metrics whose signals are sampled, and at what rate.
+    pub sampling: Vec<SamplingRule>,
 }
+
+/// Signals of a high-volume metric are sampled: one in `rate` observations is recorded (which ones
+/// is decided by a hash of the tenant, metric and signal id, so a retry decides the same), and the
+/// recorded event says its rate.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplingRule {
+    /// The metric's name, exactly as signals name it.
+    pub metric: String,
+    /// One in how many observations is recorded: 2 to `SAMPLE_RATE_MAX`.
+    pub rate: u32,
+}
+
+/// Most sampling rules in `policy.toml`.
+pub const SAMPLING_RULES_MAX: usize = 1024;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +53,8 @@ struct PolicyFile {
     active_model: String,
     #[serde(default)]
     aging_rule: Vec<AgingRule>,
+    #[serde(default)]
+    sampling: Vec<SamplingRule>,
 }
 
 /// The files of the repository's `policies/scoring/`, built in, for a server started without a
@@ -67,6 +86,14 @@ impl ScoringPolicy {
     /// The active model.
     pub fn active_model(&self) -> &ScoringModel {
         &self.models[&self.active]
+    }
+
+    /// The sample rate of a metric's signals, if they are sampled.
+    pub fn sample_rate(&self, metric: &str) -> Option<u32> {
+        self.sampling
+            .iter()
+            .find(|rule| rule.metric == metric)
+            .map(|rule| rule.rate)
     }
 
     /// An aging rule by name.
@@ -171,10 +198,48 @@ impl ScoringPolicy {
                 ));
             }
         }
+        if policy_file.sampling.len() > SAMPLING_RULES_MAX {
+            return Err(invalid(
+                "policy.toml",
+                format!("more than {SAMPLING_RULES_MAX} sampling rules"),
+            ));
+        }
+        let mut metrics = std::collections::BTreeSet::new();
+        for rule in &policy_file.sampling {
+            let max = cairn_domain::limits::SAMPLE_RATE_MAX;
+            if rule.metric.is_empty()
+                || rule.metric.len() > cairn_domain::limits::METRIC_NAME_BYTES_MAX
+            {
+                return Err(invalid(
+                    "policy.toml",
+                    format!(
+                        "sampling metric {:?} must be 1 to {} bytes",
+                        rule.metric,
+                        cairn_domain::limits::METRIC_NAME_BYTES_MAX
+                    ),
+                ));
+            }
+            if !(2..=max).contains(&rule.rate) {
+                return Err(invalid(
+                    "policy.toml",
+                    format!(
+                        "sampling rate of {:?} must be 2 to {max}, got {}",
+                        rule.metric, rule.rate
+                    ),
+                ));
+            }
+            if !metrics.insert(rule.metric.clone()) {
+                return Err(invalid(
+                    "policy.toml",
+                    format!("metric {:?} is sampled twice", rule.metric),
+                ));
+            }
+        }
         Ok(ScoringPolicy {
             models,
             active: policy_file.active_model,
             aging_rules: policy_file.aging_rule,
+            sampling: policy_file.sampling,
         })
     }
 }
@@ -206,6 +271,38 @@ mod tests {
         let built_in = ScoringPolicy::built_in();
         assert_eq!(loaded.models, built_in.models);
         assert_eq!(loaded.aging_rules, built_in.aging_rules);
+        assert_eq!(loaded.sampling, built_in.sampling);
+    }
+
+    #[test]
+    fn sampling_rules_are_read_and_bad_ones_refused() {
+        let model = BUILT_IN[1].1;
+        let with = |sampling: &str| {
+            let policy = format!("active_model = \"platform-rice\"\n{sampling}");
+            ScoringPolicy::from_files(vec![("policy.toml", policy.as_str()), ("m.toml", model)])
+        };
+        let policy = with("[[sampling]]\nmetric = \"rps\"\nrate = 10\n").unwrap();
+        assert_eq!(policy.sample_rate("rps"), Some(10));
+        assert_eq!(policy.sample_rate("other"), None);
+        for (sampling, expected) in [
+            ("[[sampling]]\nmetric = \"rps\"\nrate = 1\n", "rate"),
+            ("[[sampling]]\nmetric = \"rps\"\nrate = 2000000\n", "rate"),
+            ("[[sampling]]\nmetric = \"\"\nrate = 10\n", "metric"),
+            (
+                "[[sampling]]\nmetric = \"rps\"\nrate = 10\n[[sampling]]\nmetric = \"rps\"\nrate = 20\n",
+                "twice",
+            ),
+            (
+                "[[sampling]]\nmetric = \"rps\"\nrate = 10\nevery = 3\n",
+                "unknown field",
+            ),
+        ] {
+            let error = with(sampling).unwrap_err().to_string();
+            assert!(
+                error.contains(expected),
+                "{error} should mention {expected}"
+            );
+        }
     }
 
     #[test]

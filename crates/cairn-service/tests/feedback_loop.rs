@@ -13,7 +13,7 @@ use cairn_domain::signal::{Direction, Measurement, Observation, SignalCommand};
 use cairn_domain::{
     EntityId, EntityKind, EntityRef, Event, PrincipalId, Rule, Team, Time, Visibility,
 };
-use cairn_ledger::{StreamVersion, TenantId};
+use cairn_ledger::{Position, StreamVersion, TenantId};
 use cairn_service::feedback_loop::derive_event_id;
 use cairn_service::{
     CommandMeta, FeedbackLoop, Ledger, ScoringPolicy, ServerIdentity, ServiceError,
@@ -814,4 +814,101 @@ async fn a_triage_must_name_an_accepted_decision() {
         .await
         .unwrap();
     assert_eq!(state.status, Some(OpportunityStatus::Declined));
+}
+
+#[tokio::test]
+async fn a_sampled_metric_records_one_in_its_rate_with_the_rate_in_the_event() {
+    let w = world();
+    let m = meta("service:prometheus");
+    let observation = |value: f64| Observation {
+        metric: "http_request_latency_ms".into(),
+        unit: "ms".into(),
+        direction: Direction::LowerIsBetter,
+        service: Some("api".into()),
+        team: None,
+        window_seconds: 60,
+        measurement: Measurement {
+            value: Some(value),
+            percentiles: None,
+        },
+        source: "prometheus".into(),
+        observed_at: Time(1),
+    };
+    let rate = ScoringPolicy::built_in()
+        .sample_rate("http_request_latency_ms")
+        .expect("the shipped policy samples it");
+    let (mut kept, mut dropped) = (0u32, 0u32);
+    for n in 0..2000 {
+        let signal = id(&format!("req-{n}"));
+        let command = SignalCommand::Record {
+            id: signal.clone(),
+            observation: observation(f64::from(n)),
+        };
+        // With an idempotency key, so that a retry of a kept one is answered as a retry.
+        let keyed = m.clone().with_key(format!("observe-{n}"));
+        let receipt = w
+            .service
+            .signal(&keyed, &signal, command.clone())
+            .await
+            .unwrap();
+        // A retry is decided the same way.
+        let again = w.service.signal(&keyed, &signal, command).await.unwrap();
+        assert_eq!(receipt.sampled_out, again.sampled_out);
+        if receipt.sampled_out {
+            dropped += 1;
+            assert!(receipt.events.is_empty() && receipt.first_position == Position::ZERO);
+        } else {
+            kept += 1;
+            assert!(again.deduplicated);
+            assert_eq!(receipt.event_types(), ["signal.sampled"]);
+            let Event::Signal(event) = &receipt.events[0] else {
+                panic!("{:?}", receipt.events)
+            };
+            assert_eq!(event.sample_rate(), rate);
+        }
+    }
+    // About one in `rate`: a hash, so not exactly, but never all or none.
+    assert!(kept > 0 && dropped > 0);
+    assert!(
+        (1..=80).contains(&kept),
+        "{kept} of 2000 kept at a rate of {rate}"
+    );
+    assert_eq!(
+        w.store.head().await.unwrap().position.0,
+        u64::from(kept),
+        "only the kept observations are recorded"
+    );
+    // Unsampled metrics are recorded as before; a caller cannot ask for sampling itself.
+    let plain = w
+        .service
+        .signal(
+            &m,
+            &id("defects"),
+            SignalCommand::Record {
+                id: id("defects"),
+                observation: Observation {
+                    metric: "defect_rate".into(),
+                    ..observation(0.1)
+                },
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(plain.event_types(), ["signal.observed"]);
+    let refused = w
+        .service
+        .signal(
+            &m,
+            &id("x"),
+            SignalCommand::RecordSampled {
+                id: id("x"),
+                observation: observation(1.0),
+                sample_rate: 10,
+            },
+        )
+        .await;
+    assert!(matches!(
+        refused,
+        Err(cairn_service::ServiceError::InvalidArgument { .. })
+    ));
 }

@@ -20,7 +20,7 @@ use super::{
 };
 
 /// How many event variants there are (the indices of [`variant_index`] are `0..VARIANTS`).
-pub const VARIANTS: usize = 38;
+pub const VARIANTS: usize = 39;
 
 /// The index of an event's variant, from a match with no wildcard.
 pub fn variant_index(event: &Event) -> usize {
@@ -31,6 +31,7 @@ pub fn variant_index(event: &Event) -> usize {
             FeedbackEvent::Discarded { .. } => 2,
         },
         Event::Signal(SignalEvent::Observed { .. }) => 3,
+        Event::Signal(SignalEvent::Sampled { .. }) => 38,
         Event::Opportunity(event) => match event {
             OpportunityEvent::Created { .. } => 4,
             OpportunityEvent::ReviewStarted => 5,
@@ -173,6 +174,22 @@ pub fn all() -> Vec<Event> {
                 ..observation("build_latency_ms", 0.0, day(2))
             },
             recorded_at: day(2),
+        }),
+        Event::Signal(SignalEvent::Sampled {
+            id: id("s-8"),
+            observation: cairn_domain::signal::Observation {
+                measurement: cairn_domain::signal::Measurement {
+                    value: Some(120.0),
+                    percentiles: Some(Percentiles {
+                        p50: 80.0,
+                        p95: 120.0,
+                        p99: 300.0,
+                    }),
+                },
+                ..observation("http_request_ms", 0.0, day(2))
+            },
+            recorded_at: day(2),
+            sample_rate: 100,
         }),
         Event::Opportunity(OpportunityEvent::Created {
             id: id("o-1"),

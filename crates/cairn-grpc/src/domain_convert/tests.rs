@@ -229,7 +229,10 @@ fn feedback_and_signal_requests_convert_to_their_commands() {
     let SignalCommand::Record {
         id: named,
         observation: observed,
-    } = recorded.command;
+    } = recorded.command
+    else {
+        panic!("a client's signal is a plain record: sampling is the server's")
+    };
     assert_eq!(named, id("sig-1"));
     assert_eq!(observed.direction, Direction::LowerIsBetter);
     assert_eq!(observed.team, Some(team_named("platform")));
@@ -911,6 +914,7 @@ fn receipts_and_aged_out_results_carry_the_recording() {
             reason: "no new evidence for 120 days".into(),
         })],
         deduplicated: true,
+        sampled_out: false,
     };
     let sent = receipt_to_proto(&receipt);
     assert_eq!(
@@ -925,6 +929,7 @@ fn receipts_and_aged_out_results_carry_the_recording() {
             stream_version: 4,
             event_types: vec!["opportunity.aged_out".into()],
             deduplicated: true,
+            sampled_out: false,
         }
     );
     let rule = AgingRule {

@@ -17,7 +17,7 @@ use cairn_domain::feedback::{Feedback, FeedbackEvent};
 use cairn_domain::initiative::{Initiative, InitiativeEvent};
 use cairn_domain::opportunity::{Opportunity, OpportunityEvent, OpportunityStatus};
 use cairn_domain::scoring::{Factor, FactorSource, Formula, Normaliser, ScoringModel};
-use cairn_domain::signal::{Signal, SignalEvent, Statistic};
+use cairn_domain::signal::{Signal, Statistic};
 use cairn_domain::{
     Aggregate, Ctx, DomainError, Edge, EntityId, EntityKind, Event, PrincipalId, Time,
 };
@@ -578,18 +578,14 @@ impl Oracle {
 
     pub fn signal(&self, tenant: &str, id: &str) -> Option<SignalView> {
         let entity = self.entity(tenant, EntityKind::Signal, id)?;
-        let Event::Signal(SignalEvent::Observed {
-            id,
-            observation,
-            recorded_at,
-        }) = &entity.first_event
-        else {
+        // Observed or kept by sampling: viewed alike.
+        let Event::Signal(event) = &entity.first_event else {
             panic!("a signal entity");
         };
         Some(SignalView {
-            id: id.clone(),
-            observation: observation.clone(),
-            recorded_at: *recorded_at,
+            id: event.id().clone(),
+            observation: event.observation().clone(),
+            recorded_at: event.recorded_at(),
             position: entity.created,
         })
     }
