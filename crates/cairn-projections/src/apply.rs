@@ -13,6 +13,12 @@
 //! to [`HISTORY_CHUNK_ENTRIES_MAX`] entries under one key (the position of the first). A batch
 //! thus writes about one key per entity it touches rather than several per record: sled's cost
 //! is per key.
+//!
+//! A catch-up (a rebuild, or a follower behind) decides each batch while sled writes the one
+//! before it: the overlay then reads the keys that batch writes from its [`Writes`] (pending)
+//! rather than from the tree, the views and votes written lately from [`Recent`], and the edge
+//! chunks of an entity only if [`EdgeChunks`] says it has some. sled's reads wait while a batch
+//! is written, so a batch decided beside a write asks sled for as little as it can.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -29,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ProjectionError;
 use crate::keys;
+
 use crate::views::{
     AgedOutView, DecisionView, FeedbackView, InitiativeView, MilestoneView, OpportunityState,
     OpportunityView, RankEntry, SignalView,
@@ -261,9 +268,165 @@ enum SlotView {
     Decoded(Box<AnyView>),
 }
 
+/// The writes of a batch, by key (`None`: removed), ready for sled.
+pub(crate) type Writes = BTreeMap<sled::IVec, Option<sled::IVec>>;
+
+/// The sled batch of some writes (the keys and values are shared, not copied).
+pub(crate) fn to_batch(writes: &Writes) -> sled::Batch {
+    let mut batch = sled::Batch::default();
+    for (key, value) in writes {
+        match value {
+            Some(value) => batch.insert(key.clone(), value.clone()),
+            None => batch.remove(key.clone()),
+        }
+    }
+    batch
+}
+
+/// The edge prefixes (`e` keys without their position and flag) under which the tree holds
+/// chunks: a batch reads the chunks of an entity's edges only if it has some, rather than asking
+/// sled for each entity it links (most have none). Read from the tree on first use, then kept up
+/// to date by every batch; a prefix listed in vain (a batch that failed) only costs a scan.
+#[derive(Default)]
+pub(crate) struct EdgeChunks {
+    prefixes: Option<HashSet<Vec<u8>>>,
+}
+
+/// The bytes after an edge prefix in a chunk's key: the batch position and the 0 or 1 flag.
+const EDGE_CHUNK_SUFFIX: usize = 9;
+
+impl EdgeChunks {
+    /// Whether the tree (or the `pending` writes, not yet in it) may hold chunks under `prefix`.
+    fn may_hold(
+        &mut self,
+        tree: &sled::Tree,
+        pending: Option<&Writes>,
+        prefix: &[u8],
+    ) -> Result<bool, ProjectionError> {
+        if self.prefixes.is_none() {
+            let mut prefixes = HashSet::new();
+            for entry in tree.scan_prefix(b"e") {
+                let (key, _) = entry?;
+                prefixes.insert(edge_prefix_of_chunk(&key)?.to_vec());
+            }
+            for (key, _) in pending
+                .into_iter()
+                .flat_map(|p| p.range(sled::IVec::from(b"e")..))
+            {
+                if key.first() != Some(&b'e') {
+                    break;
+                }
+                prefixes.insert(edge_prefix_of_chunk(key)?.to_vec());
+            }
+            self.prefixes = Some(prefixes);
+        }
+        Ok(self.prefixes.as_ref().is_some_and(|p| p.contains(prefix)))
+    }
+
+    /// Notes a chunk key written (or about to be).
+    fn note(&mut self, chunk_key: &[u8]) {
+        if let Some(prefixes) = &mut self.prefixes
+            && let Some(prefix) = chunk_key.get(..chunk_key.len().saturating_sub(EDGE_CHUNK_SUFFIX))
+            && !prefixes.contains(prefix)
+        {
+            prefixes.insert(prefix.to_vec());
+        }
+    }
+}
+
+fn edge_prefix_of_chunk(key: &[u8]) -> Result<&[u8], ProjectionError> {
+    key.len()
+        .checked_sub(EDGE_CHUNK_SUFFIX)
+        .map(|end| &key[..end])
+        .ok_or_else(|| ProjectionError::Corrupt("an edge chunk key is cut short".into()))
+}
+
+/// The current views and votes (`c` and `V` keys) a catch-up wrote, kept so that its next
+/// batches read them without asking sled: sled's reads wait while a batch is written (one lock
+/// for the whole process), and the next batch is decided while the one before it is written.
+/// Bounded by a budget of bytes in two generations: when the newer holds half the budget, the
+/// older is dropped. An entity a batch changes is written again, so what a catch-up keeps
+/// touching stays. Only a catch-up uses it, and only while it is the only writer.
+pub(crate) struct Recent {
+    newer: HashMap<sled::IVec, sled::IVec>,
+    older: HashMap<sled::IVec, sled::IVec>,
+    newer_bytes: usize,
+    budget: usize,
+    /// It holds every `c` and `V` key there is (the catch-up started with none stored, and
+    /// nothing was dropped since): a key it lacks is absent, without asking sled.
+    complete: bool,
+}
+
+/// Bytes of bookkeeping counted per key kept in [`Recent`], beyond its key and value.
+const RECENT_OVERHEAD_BYTES: usize = 64;
+
+impl Recent {
+    /// Empty; `tree` is asked whether it holds any key kept here (if not, what this keeps is
+    /// all there is until it drops something).
+    pub(crate) fn new(tree: &sled::Tree, budget: usize) -> Result<Recent, ProjectionError> {
+        let mut complete = true;
+        for prefix in [b"c", b"V"] {
+            if tree.scan_prefix(prefix).next().transpose()?.is_some() {
+                complete = false;
+            }
+        }
+        Ok(Recent {
+            newer: HashMap::new(),
+            older: HashMap::new(),
+            newer_bytes: 0,
+            budget,
+            complete,
+        })
+    }
+
+    fn kept(key: &[u8]) -> bool {
+        matches!(key.first(), Some(b'c' | b'V'))
+    }
+
+    /// The stored value of a key kept here: `Some(None)` if it is known to be absent, `None` if
+    /// this does not know.
+    fn get(&self, key: &[u8]) -> Option<Option<&sled::IVec>> {
+        if !Recent::kept(key) {
+            return None;
+        }
+        match self.newer.get(key).or_else(|| self.older.get(key)) {
+            Some(value) => Some(Some(value)),
+            None if self.complete => Some(None),
+            None => None,
+        }
+    }
+
+    /// Takes in a batch's writes, before they are read again (they are then the newest).
+    pub(crate) fn note(&mut self, writes: &Writes) {
+        for (key, value) in writes.iter().filter(|(key, _)| Recent::kept(key)) {
+            self.older.remove(key);
+            match value {
+                Some(value) => {
+                    self.newer_bytes += key.len() + value.len() + RECENT_OVERHEAD_BYTES;
+                    self.newer.insert(key.clone(), value.clone());
+                }
+                None => {
+                    self.newer.remove(key);
+                }
+            }
+            if self.newer_bytes > self.budget / 2 {
+                self.older = std::mem::take(&mut self.newer);
+                self.newer_bytes = 0;
+                self.complete = false;
+            }
+        }
+    }
+}
+
 /// The changes of one batch, over the tree.
 pub(crate) struct Overlay<'t> {
     tree: &'t sled::Tree,
+    /// The writes of the previous batch while sled writes them (a pipelined catch-up): newer
+    /// than the tree for the keys they hold.
+    pending: Option<&'t Writes>,
+    /// What the catch-up wrote lately, newer than `pending` and the tree.
+    recent: Option<&'t Recent>,
+    edge_chunks: &'t mut EdgeChunks,
     /// Current views the batch changed, by their `c` key.
     views: HashMap<Vec<u8>, Slot>,
     /// Entities the batch created, by creation prefix (kind and tenant): (position, id).
@@ -279,9 +442,17 @@ pub(crate) struct Overlay<'t> {
 }
 
 impl<'t> Overlay<'t> {
-    pub(crate) fn new(tree: &'t sled::Tree) -> Overlay<'t> {
+    pub(crate) fn new(
+        tree: &'t sled::Tree,
+        pending: Option<&'t Writes>,
+        recent: Option<&'t Recent>,
+        edge_chunks: &'t mut EdgeChunks,
+    ) -> Overlay<'t> {
         Overlay {
             tree,
+            pending,
+            recent,
+            edge_chunks,
             views: HashMap::new(),
             created: HashMap::new(),
             orphan_edges: HashMap::new(),
@@ -311,7 +482,7 @@ impl<'t> Overlay<'t> {
     /// marked dirty; `None` if it has no view.
     fn load_slot(&mut self, key: &[u8]) -> Result<Option<&mut Slot>, ProjectionError> {
         if !self.views.contains_key(key) {
-            let Some(bytes) = self.tree.get(key)? else {
+            let Some(bytes) = self.read(key)? else {
                 return Ok(None);
             };
             let extra = decode::<Extra>(split_stored(&bytes)?.1)?;
@@ -350,9 +521,14 @@ impl<'t> Overlay<'t> {
                         .map(|e| (e.1.clone(), e.2.clone())),
                 );
             }
-            for chunk in self.tree.scan_prefix(&from_prefix) {
-                let chunk: Vec<StoredEdge> = decode(&chunk?.1)?;
-                known.extend(chunk.into_iter().filter(|e| !e.0).map(|e| (e.1, e.2)));
+            if self
+                .edge_chunks
+                .may_hold(self.tree, self.pending, &from_prefix)?
+            {
+                for chunk in self.scan(&from_prefix)? {
+                    let chunk: Vec<StoredEdge> = decode(&chunk)?;
+                    known.extend(chunk.into_iter().filter(|e| !e.0).map(|e| (e.1, e.2)));
+                }
             }
             self.edges_from.insert(from_prefix.clone(), known);
         }
@@ -378,10 +554,41 @@ impl<'t> Overlay<'t> {
         Ok(())
     }
 
+    /// A key as stored: in what the catch-up wrote lately, else in the pending writes, else in
+    /// the tree.
+    fn read(&self, key: &[u8]) -> Result<Option<sled::IVec>, ProjectionError> {
+        if let Some(value) = self.recent.and_then(|recent| recent.get(key)) {
+            return Ok(value.cloned());
+        }
+        if let Some(value) = self.pending.and_then(|pending| pending.get(key)) {
+            return Ok(value.clone());
+        }
+        Ok(self.tree.get(key)?)
+    }
+
+    /// The values under a prefix as stored (the pending writes over the tree), in key order.
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<sled::IVec>, ProjectionError> {
+        let mut found = BTreeMap::new();
+        for entry in self.tree.scan_prefix(prefix) {
+            let (key, value) = entry?;
+            found.insert(key, Some(value));
+        }
+        if let Some(pending) = self.pending {
+            let start = sled::IVec::from(prefix);
+            for (key, value) in pending.range(start..) {
+                if !key.starts_with(prefix) {
+                    break;
+                }
+                found.insert(key.clone(), value.clone());
+            }
+        }
+        Ok(found.into_values().flatten().collect())
+    }
+
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ProjectionError> {
         match self.changes.get(key) {
             Some(value) => Ok(value.clone()),
-            None => Ok(self.tree.get(key)?.map(|v| v.to_vec())),
+            None => Ok(self.read(key)?.map(|v| v.to_vec())),
         }
     }
 
@@ -415,8 +622,8 @@ impl<'t> Overlay<'t> {
     /// The batch: every change, each dirty view encoded once with its [`Extra`] (a history
     /// tail grown too long goes to chunks), the creations in chunks, the net ranking changes,
     /// and the applied position.
-    pub(crate) fn into_batch(self, applied: Position) -> Result<sled::Batch, ProjectionError> {
-        let mut batch = sled::Batch::default();
+    pub(crate) fn into_writes(self, applied: Position) -> Result<Writes, ProjectionError> {
+        let mut batch = WriteSet::default();
         for (key, mut slot) in self.views {
             let view = match slot.view {
                 _ if !slot.dirty => continue,
@@ -435,6 +642,7 @@ impl<'t> Overlay<'t> {
                 let mut chunk_key = keys::edges_prefix_of_current(&key)?;
                 chunk_key.extend_from_slice(&applied.0.to_be_bytes());
                 chunk_key.push(1);
+                self.edge_chunks.note(&chunk_key);
                 batch.insert(chunk_key, encode(&std::mem::take(&mut slot.extra.edges)));
             }
             for history in History::ALL {
@@ -449,6 +657,7 @@ impl<'t> Overlay<'t> {
         for (mut chunk_key, edges) in self.orphan_edges {
             chunk_key.extend_from_slice(&applied.0.to_be_bytes());
             chunk_key.push(0);
+            self.edge_chunks.note(&chunk_key);
             batch.insert(chunk_key, encode(&edges));
         }
         for (prefix, entries) in self.created {
@@ -486,13 +695,27 @@ impl<'t> Overlay<'t> {
             }
         }
         batch.insert(keys::APPLIED, &applied.0.to_be_bytes());
-        Ok(batch)
+        Ok(batch.0)
+    }
+}
+
+/// [`Writes`] built as a `sled::Batch` is.
+#[derive(Default)]
+struct WriteSet(Writes);
+
+impl WriteSet {
+    fn insert(&mut self, key: impl Into<sled::IVec>, value: impl Into<sled::IVec>) {
+        self.0.insert(key.into(), Some(value.into()));
+    }
+
+    fn remove(&mut self, key: impl Into<sled::IVec>) {
+        self.0.insert(key.into(), None);
     }
 }
 
 /// Writes history entries (in position order, all newer than the history's chunks) as chunks
 /// under `prefix`, each keyed by the position of its first entry.
-fn write_chunks(batch: &mut sled::Batch, prefix: Vec<u8>, entries: HistoryChunk) {
+fn write_chunks(batch: &mut WriteSet, prefix: Vec<u8>, entries: HistoryChunk) {
     let mut chunk: HistoryChunk = Vec::new();
     let mut chunk_bytes = 0;
     for (position, entry) in entries {
@@ -690,20 +913,11 @@ impl Applier<'_, '_> {
     }
 
     fn signal(&mut self, event: SignalEvent) -> Result<(), ProjectionError> {
-        // A sampled observation is viewed like any other; its rate is in its event.
-        let (id, observation, recorded_at) = match event {
-            SignalEvent::Observed {
-                id,
-                observation,
-                recorded_at,
-            }
-            | SignalEvent::Sampled {
-                id,
-                observation,
-                recorded_at,
-                ..
-            } => (id, observation, recorded_at),
-        };
+        let SignalEvent::Observed {
+            id,
+            observation,
+            recorded_at,
+        } = event;
         self.created::<SignalView>()?;
         // A signal never changes: it needs no versions (as of an earlier position, it is absent).
         let key = self.current_key(EntityKind::Signal);

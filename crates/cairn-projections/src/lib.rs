@@ -39,8 +39,12 @@ pub const APPLY_BATCH_RECORDS_MAX: usize = 4096;
 
 /// Most records [`Projections::rebuild`] applies in one sled batch. Larger batches write fewer
 /// keys (each entity's view and history chunk once per batch, however many of its records the
-/// batch holds); the batch and its overlay are held in memory (about a kilobyte per record).
+/// batch holds); the batch and its overlay are held in memory (about a kilobyte per record), and
+/// up to three batches at once (one read, one decided, one written).
 pub const CATCH_UP_BATCH_RECORDS_MAX: usize = 65_536;
+
+/// Most bytes of the views and votes a catch-up keeps after writing them, for its next batches.
+const RECENT_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 /// How long [`Projections::open`] waits for the lock of a directory just closed in this process.
 const OPEN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -54,9 +58,11 @@ pub struct Projections {
     tree: sled::Tree,
     db: sled::Db,
     applied: watch::Sender<Position>,
-    /// Serialises [`Projections::apply`]: two batches built from the same applied position would
-    /// count the same records twice.
+    /// Serialises writes: two batches built from the same applied position would count the same
+    /// records twice (a batch is written only over the position it was decided from).
     apply_lock: Mutex<()>,
+    /// Which entities have edge chunks; held while a batch is decided.
+    edge_chunks: Mutex<apply::EdgeChunks>,
     /// Odd while a batch is being written, bumped on each start and end. Versioned keys make
     /// every as-of answer exact without it; the ranking index of "now" is not versioned, so a
     /// reader of it checks that no write started or ended while it read.
@@ -121,6 +127,7 @@ impl Projections {
             db,
             applied: watch::channel(applied).0,
             apply_lock: Mutex::new(()),
+            edge_chunks: Mutex::new(apply::EdgeChunks::default()),
             write_sequence: AtomicU64::new(0),
         })
     }
@@ -152,8 +159,32 @@ impl Projections {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let applied = self.applied();
-        let mut last = applied;
-        let mut overlay = apply::Overlay::new(&self.tree);
+        let Some(prepared) = self.prepare(records, applied, None, None)? else {
+            return Ok(());
+        };
+        self.write_locked(&prepared)?;
+        tracing::trace!(from = %applied.next(), to = %prepared.last, "applied");
+        Ok(())
+    }
+
+    /// Decides the writes of the records after `base` (records at or below it are skipped, a gap
+    /// is refused), over the views as stored once the `pending` writes are applied (and what a
+    /// catch-up wrote lately, `recent`, which takes in these writes); `None` if no record is
+    /// after `base`.
+    fn prepare(
+        &self,
+        records: &[Arc<Record>],
+        base: Position,
+        pending: Option<&apply::Writes>,
+        mut recent: Option<&mut apply::Recent>,
+    ) -> Result<Option<Prepared>, ProjectionError> {
+        let mut edge_chunks = self
+            .edge_chunks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut overlay =
+            apply::Overlay::new(&self.tree, pending, recent.as_deref(), &mut edge_chunks);
+        let mut last = base;
         for record in records {
             let position = record.position();
             if position <= last {
@@ -168,18 +199,44 @@ impl Projections {
             apply::apply_record(&mut overlay, record)?;
             last = position;
         }
-        if last == applied {
-            return Ok(());
+        if last == base {
+            return Ok(None);
         }
-        let batch = overlay.into_batch(last)?;
+        let writes = overlay.into_writes(last)?;
+        if let Some(recent) = &mut recent {
+            recent.note(&writes);
+        }
+        Ok(Some(Prepared {
+            base,
+            last,
+            writes: Arc::new(writes),
+        }))
+    }
+
+    /// Writes a prepared batch, the applied position with it, if the views are still at the
+    /// position it was decided from; `false` (nothing written) if another batch came first.
+    fn write(&self, prepared: &Prepared) -> Result<bool, ProjectionError> {
+        let _only_writer = self
+            .apply_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.applied() != prepared.base {
+            return Ok(false);
+        }
+        self.write_locked(prepared)?;
+        Ok(true)
+    }
+
+    /// [`Projections::write`] under the apply lock, over the position the batch was decided from.
+    fn write_locked(&self, prepared: &Prepared) -> Result<(), ProjectionError> {
+        let batch = apply::to_batch(&prepared.writes);
         self.write_sequence.fetch_add(1, Ordering::SeqCst);
         let written = self.tree.apply_batch(batch);
         if written.is_ok() {
-            self.applied.send_replace(last);
+            self.applied.send_replace(prepared.last);
         }
         self.write_sequence.fetch_add(1, Ordering::SeqCst);
         written?;
-        tracing::trace!(from = %applied.next(), to = %last, "applied");
         Ok(())
     }
 
@@ -216,7 +273,9 @@ impl Projections {
     ) -> Result<(), ProjectionError> {
         loop {
             tokio::select! {
-                caught_up = self.catch_up_pipelined(&*store) => { caught_up?; }
+                caught_up = self.catch_up_pipelined(&*store, Batching::CATCH_UP) => {
+                    caught_up?;
+                }
                 _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
             }
             let mut subscription = subscribe(
@@ -257,11 +316,36 @@ impl Projections {
     }
 
     /// Builds the read models in `dir` from the whole ledger (or brings an existing directory up
-    /// to the head), reading it in pages with `read_all` while the previous page is applied.
+    /// to the head) in batches: while sled writes one, the next is decided and the one after is
+    /// read with `read_all`.
     #[tracing::instrument(name = "projections.rebuild", skip_all, fields(dir = %dir.display()))]
     pub async fn rebuild<S: EventStore + ?Sized>(
         store: &S,
         dir: &Path,
+    ) -> Result<Projections, ProjectionError> {
+        Projections::rebuild_batched(store, dir, Batching::CATCH_UP).await
+    }
+
+    /// [`Projections::rebuild`] in batches of at most `records` (at least 1), each decided before
+    /// the one before it is written (over its writes, not yet in the tree): for tests of the
+    /// batching and of the pipeline, which the answers never depend on.
+    #[doc(hidden)]
+    pub async fn rebuild_in_batches_of<S: EventStore + ?Sized>(
+        store: &S,
+        dir: &Path,
+        records: usize,
+    ) -> Result<Projections, ProjectionError> {
+        let batching = Batching {
+            records: records.max(1),
+            overlap: false,
+        };
+        Projections::rebuild_batched(store, dir, batching).await
+    }
+
+    async fn rebuild_batched<S: EventStore + ?Sized>(
+        store: &S,
+        dir: &Path,
+        batching: Batching,
     ) -> Result<Projections, ProjectionError> {
         let dir = dir.to_owned();
         let projections = Arc::new(
@@ -269,7 +353,7 @@ impl Projections {
                 .await
                 .map_err(worker_failed)??,
         );
-        projections.catch_up_pipelined(store).await?;
+        projections.catch_up_pipelined(store, batching).await?;
         Arc::try_unwrap(projections)
             .map_err(|_| ProjectionError::Corrupt("a rebuild worker still holds the views".into()))
     }
@@ -292,21 +376,75 @@ impl Projections {
         }
     }
 
-    /// [`Projections::catch_up`] with the sled work on the blocking pool, reading the next page
-    /// while the previous one is applied.
+    /// [`Projections::catch_up`] with the sled work on the blocking pool, in a pipeline: while
+    /// sled writes one batch, the next is decided over the views as they will be once it is
+    /// written (its writes are consulted before the tree), and the one after is read from the
+    /// store. Batches are written in order, each with its applied position; a batch is written
+    /// only after the one before it, so the stored position always matches the stored views.
     async fn catch_up_pipelined<S: EventStore + ?Sized>(
         self: &Arc<Self>,
         store: &S,
+        batching: Batching,
     ) -> Result<Position, ProjectionError> {
-        let mut records = read_batch(store, self.applied().next()).await?;
-        while let Some(last) = records.last() {
-            let next = last.position().next();
-            let (applied, read) =
-                tokio::join!(self.apply_blocking(records), read_batch(store, next));
-            applied?;
-            records = read?;
+        'restart: loop {
+            let mut base = self.applied();
+            let mut recent = apply::Recent::new(&self.tree, RECENT_BYTES_MAX)?;
+            let mut records = read_batch(store, base.next(), batching.records).await?;
+            // The batch being written (or to be), with its writes: pending until written.
+            let mut writing: Option<(Writing, Arc<apply::Writes>)> = None;
+            while let Some(last) = records.last() {
+                let next = last.position().next();
+                let pending = writing.as_ref().map(|(_, writes)| Arc::clone(writes));
+                let projections = Arc::clone(self);
+                let prepare = tokio::task::spawn_blocking(move || {
+                    let prepared =
+                        projections.prepare(&records, base, pending.as_deref(), Some(&mut recent));
+                    (prepared, recent)
+                });
+                let (prepared, read) =
+                    tokio::join!(prepare, read_batch(store, next, batching.records));
+                if let Some((written, _)) = writing.take()
+                    && !self.written(written).await?
+                {
+                    continue 'restart;
+                }
+                let (prepared, kept) = prepared.map_err(worker_failed)?;
+                recent = kept;
+                let prepared = prepared?;
+                records = read?;
+                if let Some(prepared) = prepared {
+                    base = prepared.last;
+                    let writes = Arc::clone(&prepared.writes);
+                    let written = if batching.overlap {
+                        let projections = Arc::clone(self);
+                        Writing::Started(tokio::task::spawn_blocking(move || {
+                            projections.write(&prepared)
+                        }))
+                    } else {
+                        Writing::Held(prepared)
+                    };
+                    writing = Some((written, writes));
+                }
+            }
+            if let Some((written, _)) = writing.take()
+                && !self.written(written).await?
+            {
+                continue 'restart;
+            }
+            return Ok(self.applied());
         }
-        Ok(self.applied())
+    }
+
+    /// Waits for a batch to be written (writes it first if held): whether it was.
+    async fn written(self: &Arc<Self>, writing: Writing) -> Result<bool, ProjectionError> {
+        let handle = match writing {
+            Writing::Started(handle) => handle,
+            Writing::Held(prepared) => {
+                let projections = Arc::clone(self);
+                tokio::task::spawn_blocking(move || projections.write(&prepared))
+            }
+        };
+        handle.await.map_err(worker_failed)?
     }
 
     async fn apply_blocking(
@@ -349,16 +487,48 @@ impl Drop for Projections {
     }
 }
 
-/// Up to [`CATCH_UP_BATCH_RECORDS_MAX`] records from `from`, read a page at a time.
+/// How [`Projections::catch_up_pipelined`] batches.
+#[derive(Clone, Copy)]
+struct Batching {
+    /// Most records per batch.
+    records: usize,
+    /// Whether a batch is decided while the one before it is written (else the one before it is
+    /// written after it is decided: the same pending writes, in an order that tests can repeat).
+    overlap: bool,
+}
+
+impl Batching {
+    const CATCH_UP: Batching = Batching {
+        records: CATCH_UP_BATCH_RECORDS_MAX,
+        overlap: true,
+    };
+}
+
+/// A batch being written, or held to be.
+enum Writing {
+    Started(tokio::task::JoinHandle<Result<bool, ProjectionError>>),
+    Held(Prepared),
+}
+
+/// The writes of a batch decided by [`Projections::prepare`], not yet written.
+struct Prepared {
+    /// The applied position the batch was decided from.
+    base: Position,
+    /// The position of its last record.
+    last: Position,
+    writes: Arc<apply::Writes>,
+}
+
+/// Up to `most` records from `from`, read a page at a time.
 async fn read_batch<S: EventStore + ?Sized>(
     store: &S,
     from: Position,
+    most: usize,
 ) -> Result<Vec<Arc<Record>>, ProjectionError> {
     let mut records: Vec<Arc<Record>> = Vec::new();
-    while records.len() < CATCH_UP_BATCH_RECORDS_MAX {
+    while records.len() < most {
         let next = records.last().map_or(from, |r| r.position().next());
-        let wanted =
-            (CATCH_UP_BATCH_RECORDS_MAX - records.len()).min(store_limits::READ_RECORDS_MAX);
+        let wanted = (most - records.len()).min(store_limits::READ_RECORDS_MAX);
         let page = store.read_all(next, wanted).await?;
         if page.is_empty() {
             break;

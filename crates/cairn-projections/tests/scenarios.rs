@@ -935,3 +935,48 @@ async fn a_hot_opportunity_is_exact_as_of_every_position() {
     let view = p.opportunity(T, "o-hot", None).unwrap().value.unwrap();
     assert_eq!(view.voters, 500);
 }
+
+/// A feedback item that is evidence for many opportunities: its edges spill from its view to a
+/// chunk, and each is recorded twice (the evidence, then the link). Rebuilt in batches of one to
+/// three records, each decided before the one before it is written (over its pending writes), every
+/// graph as of every position is the same as applied in one batch.
+#[tokio::test]
+async fn edges_spilled_to_chunks_are_the_same_in_batches_of_any_size() {
+    let mut d = Driver::new();
+    steps::feedback(&mut d, T, "f-1", "platform").await;
+    for n in 0..30 {
+        let opportunity = format!("o-{n}");
+        steps::opportunity(&mut d, T, &opportunity, "platform").await;
+        steps::evidence(&mut d, T, &opportunity, entity(EntityKind::Feedback, "f-1")).await;
+    }
+    let records = d.records().await;
+    let whole = Projections::temporary().unwrap();
+    whole.apply(&records).unwrap();
+    let roots = [
+        entity(EntityKind::Feedback, "f-1"),
+        entity(EntityKind::Opportunity, "o-0"),
+        entity(EntityKind::Opportunity, "o-29"),
+    ];
+    let graph = |p: &Projections, root, direction, at| p.graph(T, root, direction, 3, 500, at);
+    let downstream = graph(&whole, &roots[0], Direction::Downstream, None).unwrap();
+    assert_eq!(downstream.value.nodes.len(), 31, "{downstream:?}");
+    for size in 1..=3 {
+        let dir = tempfile::tempdir().unwrap();
+        let batched = Projections::rebuild_in_batches_of(&*d.store, dir.path(), size)
+            .await
+            .unwrap();
+        assert_eq!(batched.applied(), whole.applied());
+        let positions = (1..=whole.applied().0).map(|p| Some(Position(p)));
+        for at in positions.chain([None]) {
+            for root in &roots {
+                for direction in [Direction::Upstream, Direction::Downstream, Direction::Both] {
+                    assert_eq!(
+                        graph(&batched, root, direction, at).unwrap(),
+                        graph(&whole, root, direction, at).unwrap(),
+                        "batches of {size}, {root} {direction:?} as of {at:?}"
+                    );
+                }
+            }
+        }
+    }
+}
