@@ -832,7 +832,7 @@ fn keeps(tenant: &TenantId, metric: &str, id: &EntityId, rate: u32) -> bool {
     let bytes: [u8; 8] = hasher.finalize().as_bytes()[..8]
         .try_into()
         .expect("8 of 32 bytes");
-    u64::from_le_bytes(bytes) % u64::from(rate) == 0
+    u64::from_le_bytes(bytes).is_multiple_of(u64::from(rate))
 }
 
 /// Decodes a record's domain event from its clear part (personal parts are not needed to fold).
