@@ -913,11 +913,20 @@ impl Applier<'_, '_> {
     }
 
     fn signal(&mut self, event: SignalEvent) -> Result<(), ProjectionError> {
-        let SignalEvent::Observed {
-            id,
-            observation,
-            recorded_at,
-        } = event;
+        // A sampled observation is viewed like any other; its rate is in its event.
+        let (id, observation, recorded_at) = match event {
+            SignalEvent::Observed {
+                id,
+                observation,
+                recorded_at,
+            }
+            | SignalEvent::Sampled {
+                id,
+                observation,
+                recorded_at,
+                ..
+            } => (id, observation, recorded_at),
+        };
         self.created::<SignalView>()?;
         // A signal never changes: it needs no versions (as of an earlier position, it is absent).
         let key = self.current_key(EntityKind::Signal);
