@@ -221,7 +221,7 @@ async fn load(service: &Arc<FeedbackLoop<EmbeddedStore>>, steps: Vec<dataset::St
     }
     let mut tasks = Vec::new();
     for steps in by_tenant {
-        let service = Arc::clone(&service);
+        let service = Arc::clone(service);
         tasks.push(tokio::spawn(async move {
             let opportunities: Vec<EntityId> = steps
                 .iter()
