@@ -136,16 +136,21 @@ pub struct DryRun {
     pub truncated: bool,
 }
 
-/// A recorded `access.denied` event.
+/// A governance event as a log shows it (the denied calls, the erasures).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeniedCall {
+pub struct LoggedEvent {
     /// Its ledger position.
     pub position: Position,
     /// When it was recorded, microseconds.
     pub recorded_at_micros: i64,
+    /// Who it was recorded for (the denied principal, the steward, the sweeper).
+    pub actor: String,
     /// The event.
     pub event: GovernanceEvent,
 }
+
+/// A recorded `access.denied` event.
+pub type DeniedCall = LoggedEvent;
 
 /// The governance use cases over a ledger.
 pub struct Governance<S> {
@@ -589,22 +594,29 @@ impl<S: EventStore + KeyStore> Governance<S> {
         limit: usize,
     ) -> Result<Vec<DeniedCall>, ServiceError> {
         let stream = StreamId::new(tenant.clone(), AUDIT_AGGREGATE, DENIED_STREAM_ID)?;
-        let records = self
-            .ledger
-            .store()
-            .read_stream(&stream, from, limit)
-            .await?;
-        records
-            .iter()
-            .map(|record| {
-                Ok(DeniedCall {
-                    position: record.position(),
-                    recorded_at_micros: record.envelope.recorded_at.0,
-                    event: decode(record)?,
-                })
-            })
-            .collect()
+        read_page(self.ledger.store().as_ref(), &stream, from, limit).await
     }
+}
+
+/// A page of a governance stream: at most `limit` events from stream version `from`.
+pub(crate) async fn read_page<S: EventStore + ?Sized>(
+    store: &S,
+    stream: &StreamId,
+    from: StreamVersion,
+    limit: usize,
+) -> Result<Vec<LoggedEvent>, ServiceError> {
+    let records = store.read_stream(stream, from, limit).await?;
+    records
+        .iter()
+        .map(|record| {
+            Ok(LoggedEvent {
+                position: record.position(),
+                recorded_at_micros: record.envelope.recorded_at.0,
+                actor: record.envelope.actor.clone(),
+                event: decode(record)?,
+            })
+        })
+        .collect()
 }
 
 /// The scoring policy of a bundle: its `scoring/*.toml` files, or the built-in policy when it

@@ -115,17 +115,7 @@ pub struct Erasure {
 }
 
 /// A recorded `data.erased`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ErasureEntry {
-    /// Its position.
-    pub position: Position,
-    /// When, microseconds.
-    pub recorded_at_micros: i64,
-    /// Who ran it.
-    pub actor: String,
-    /// The event.
-    pub event: GovernanceEvent,
-}
+pub type ErasureEntry = governance::LoggedEvent;
 
 /// The stewardship use cases.
 pub struct Stewardship<S> {
@@ -523,22 +513,7 @@ impl<S: EventStore + KeyStore> Stewardship<S> {
         limit: usize,
     ) -> Result<Vec<ErasureEntry>, ServiceError> {
         let stream = stream(tenant, ERASURES_STREAM_ID)?;
-        let records = self
-            .ledger
-            .store()
-            .read_stream(&stream, from, limit)
-            .await?;
-        records
-            .iter()
-            .map(|record| {
-                Ok(ErasureEntry {
-                    position: record.position(),
-                    recorded_at_micros: record.envelope.recorded_at.0,
-                    actor: record.envelope.actor.clone(),
-                    event: governance::decode(record)?,
-                })
-            })
-            .collect()
+        governance::read_page(self.ledger.store().as_ref(), &stream, from, limit).await
     }
 }
 

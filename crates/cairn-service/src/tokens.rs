@@ -130,7 +130,8 @@ impl Tokens {
             let at =
                 |reason: String| format!("token {} ({}): {reason}", index + 1, entry.principal);
             let hash = parse_hash(&entry.hash).map_err(at)?;
-            validate_principal(&entry.principal).map_err(at)?;
+            cairn_policy::validate_principal(&entry.principal)
+                .map_err(|error| at(error.to_string()))?;
             let tenants = parse_scope(&entry.tenants).map_err(at)?;
             let caller = Caller {
                 principal: entry.principal.clone(),
@@ -212,26 +213,6 @@ fn parse_hash(text: &str) -> Result<[u8; 32], String> {
         *byte = u8::from_str_radix(pair, 16).expect("hex checked above");
     }
     Ok(hash)
-}
-
-/// A principal id as a credential may name it: 1 to 128 bytes of `[A-Za-z0-9._:-]`, no `::`, and
-/// never `role:...` (a role name cannot be taken as a principal).
-fn validate_principal(principal: &str) -> Result<(), String> {
-    if principal.is_empty() || principal.len() > 128 {
-        return Err("principal must be 1 to 128 bytes".into());
-    }
-    if !principal
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
-    {
-        return Err(format!("principal {principal:?} must be [A-Za-z0-9._:-]"));
-    }
-    if principal.contains("::") || principal.starts_with("role:") {
-        return Err(format!(
-            "principal {principal:?} must not contain \"::\" or start with \"role:\""
-        ));
-    }
-    Ok(())
 }
 
 fn parse_scope(tenants: &[String]) -> Result<TenantScope, String> {
