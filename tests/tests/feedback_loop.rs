@@ -699,8 +699,20 @@ fn repository_policy() -> Result<(String, Vec<AgingRuleSpec>)> {
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
     let mut active = None;
     let mut rules: Vec<AgingRuleSpec> = Vec::new();
+    // Sampling rules are not about scores or aging: skipped, up to the next table.
+    let mut in_sampling = false;
     for line in text.lines().map(str::trim) {
         if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        if line == "[[sampling]]" {
+            in_sampling = true;
+            continue;
+        }
+        if line.starts_with("[[") {
+            in_sampling = false;
+        }
+        if in_sampling {
             continue;
         }
         if line == "[[aging_rule]]" {
