@@ -124,11 +124,3 @@ fn a_pseudonym_depends_on_the_tenant() {
         governance_json(&event, &key, "acme").unwrap()
     );
 }
-
-#[test]
-#[ignore = "prints every export, for reading"]
-fn print_exports() {
-    for (event_type, one, _) in exports() {
-        println!("{event_type}: {one}");
-    }
-}
