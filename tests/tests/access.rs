@@ -656,6 +656,22 @@ async fn sighup_reloads_the_bundle_and_a_bad_bundle_is_refused_keeping_the_activ
         .verdict
         .context("verdict")?;
     ensure!(!verdict.allowed, "{verdict:?}");
+    // A check about no one tenant, by someone who may read the policy everywhere.
+    let global = admin
+        .check(proto::CheckRequest {
+            tenant: "*".into(),
+            request: Some(proto::AccessRequest {
+                principal: "cairn:admin".into(),
+                tenant: "*".into(),
+                object: "policy".into(),
+                action: "admin".into(),
+            }),
+        })
+        .await?
+        .into_inner()
+        .verdict
+        .context("verdict")?;
+    ensure!(global.allowed && !global.rule.is_empty(), "{global:?}");
 
     // A new row, then SIGHUP: the new bundle comes into force.
     let policy = policies.path().join("access/policy.csv");

@@ -171,7 +171,6 @@ macro_rules! tenant_requests {
 }
 
 tenant_requests!(
-    CheckRequest,
     ListDeniedRequest,
     PreviewRetentionRequest,
     RunRetentionRequest,

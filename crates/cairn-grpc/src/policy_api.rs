@@ -117,9 +117,19 @@ fn denied_to_proto(call: DeniedCall) -> proto::DeniedCall {
 impl<S: EventStore + KeyStore> PolicyService for PolicyApi<S> {
     async fn check(
         &self,
-        mut request: Request<proto::CheckRequest>,
+        request: Request<proto::CheckRequest>,
     ) -> Result<Response<proto::CheckResponse>, Status> {
-        self.backend.access().authorize_read(&mut request).await?;
+        // A check about no one tenant (`*`: reloading the policy, reading the whole ledger) needs
+        // the right to read the policy in every tenant.
+        let tenant = request.get_ref().tenant.clone();
+        if tenant == cairn_policy::ANY_TENANT {
+            self.backend.access().authorize(&request, &tenant).await?;
+        } else {
+            self.backend
+                .access()
+                .authorize_in(&request, "tenant", &tenant)
+                .await?;
+        }
         let request = request.into_inner();
         let asked = request_from_proto(request.request)?;
         if asked.tenant != request.tenant {
