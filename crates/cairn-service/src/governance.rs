@@ -64,6 +64,9 @@ impl BundleSource {
 
 /// Most distinct (minute, request) entries the access log keeps; older minutes are dropped first.
 pub const ACCESS_LOG_ENTRIES_MAX: usize = 1_000_000;
+/// The access log is written anew at start when it holds more lines than this and twice what is
+/// kept.
+const ACCESS_LOG_REWRITE_LINES_MIN: usize = 10_000;
 /// Most flips a dry run returns.
 pub const DRY_RUN_FLIPS_MAX: usize = 10_000;
 /// Longest grant reason, in bytes.
@@ -884,35 +887,55 @@ struct AccessLog {
 impl AccessLog {
     fn open(path: Option<PathBuf>) -> Result<AccessLog, ServiceError> {
         let mut entries: BTreeMap<i64, HashSet<AccessRequest>> = BTreeMap::new();
-        let file = match path {
+        let mut lines_read = 0usize;
+        if let Some(path) = &path
+            && let Ok(text) = std::fs::read_to_string(path)
+        {
+            for line in text.lines() {
+                lines_read += 1;
+                // A torn last line (a crash mid-write) is skipped.
+                if let Some((minute, request)) = parse_log_line(line) {
+                    entries.entry(minute).or_default().insert(request);
+                }
+            }
+        }
+        let log = AccessLog {
+            entries: Mutex::new(entries),
+            file: None,
+        };
+        let mut entries = log.entries.lock().unwrap_or_else(|e| e.into_inner());
+        log.trim(&mut entries);
+        let kept: usize = entries.values().map(HashSet::len).sum();
+        let file = match &path {
             None => None,
             Some(path) => {
                 let io = |source| ServiceError::Io {
                     context: format!("cannot open the access log {}", path.display()),
                     source,
                 };
-                if let Ok(text) = std::fs::read_to_string(&path) {
-                    for line in text.lines() {
-                        // A torn last line (a crash mid-write) is skipped.
-                        if let Some((minute, request)) = parse_log_line(line) {
-                            entries.entry(minute).or_default().insert(request);
+                // The file only grows while the server runs; at start it is written anew with
+                // what is kept once it holds much more (older minutes trimmed, torn lines).
+                if lines_read > kept.saturating_mul(2).max(ACCESS_LOG_REWRITE_LINES_MIN) {
+                    let temporary = path.with_extension("tmp");
+                    let mut text = String::new();
+                    for (minute, requests) in entries.iter() {
+                        for request in requests {
+                            text.push_str(&log_line(*minute, request));
                         }
                     }
+                    std::fs::write(&temporary, text).map_err(io)?;
+                    std::fs::rename(&temporary, path).map_err(io)?;
                 }
                 let file = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
-                    .open(&path)
+                    .open(path)
                     .map_err(io)?;
                 Some(Mutex::new(file))
             }
         };
-        let log = AccessLog {
-            entries: Mutex::new(entries),
-            file,
-        };
-        log.trim(&mut log.entries.lock().unwrap_or_else(|e| e.into_inner()));
-        Ok(log)
+        drop(entries);
+        Ok(AccessLog { file, ..log })
     }
 
     fn remember(&self, at_micros: i64, request: &AccessRequest) {
@@ -924,13 +947,7 @@ impl AccessLog {
         self.trim(&mut entries);
         drop(entries);
         if let Some(file) = &self.file {
-            let line = format!(
-                "{minute} {} {} {} {}\n",
-                request.principal,
-                request.tenant,
-                request.object.as_str(),
-                request.action.as_str()
-            );
+            let line = log_line(minute, request);
             let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
             if let Err(error) = file.write_all(line.as_bytes()) {
                 tracing::warn!(%error, "the access log could not be written");
@@ -969,6 +986,17 @@ impl AccessLog {
     }
 }
 
+/// A line of the access log: `MINUTE PRINCIPAL TENANT OBJECT ACTION`.
+fn log_line(minute: i64, request: &AccessRequest) -> String {
+    format!(
+        "{minute} {} {} {} {}\n",
+        request.principal,
+        request.tenant,
+        request.object.as_str(),
+        request.action.as_str()
+    )
+}
+
 fn parse_log_line(line: &str) -> Option<(i64, AccessRequest)> {
     let mut parts = line.split(' ');
     let minute = parts.next()?.parse().ok()?;
@@ -988,4 +1016,54 @@ fn parse_log_line(line: &str) -> Option<(i64, AccessRequest)> {
             action,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(principal: &str) -> AccessRequest {
+        AccessRequest {
+            principal: principal.into(),
+            tenant: "acme".into(),
+            object: Object::Feedback,
+            action: Action::Read,
+        }
+    }
+
+    #[test]
+    fn the_access_log_keeps_distinct_requests_per_minute_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let log = AccessLog::open(Some(path.clone())).unwrap();
+        log.remember(MINUTE_MICROS + 5, &request("user:a"));
+        log.remember(MINUTE_MICROS + 9, &request("user:a"));
+        log.remember(2 * MINUTE_MICROS, &request("user:a"));
+        log.remember(2 * MINUTE_MICROS, &request("user:b"));
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        let log = AccessLog::open(Some(path.clone())).unwrap();
+        let (requests, recorded) = log.between(None, None);
+        assert_eq!((requests.len(), recorded), (2, 3));
+        assert_eq!(requests[&request("user:a")], 2);
+        // A period: only the second minute.
+        let (requests, _) = log.between(Some(2 * MINUTE_MICROS), None);
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[&request("user:a")], 1);
+    }
+
+    #[test]
+    fn an_overgrown_access_log_is_written_anew_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        // The same request over and over (as a crash-looping writer might leave), and a torn line.
+        let line = log_line(MINUTE_MICROS, &request("user:a"));
+        let mut text = line.repeat(ACCESS_LOG_REWRITE_LINES_MIN + 1);
+        text.push_str("60000000 user:b acme feed");
+        std::fs::write(&path, text).unwrap();
+        let log = AccessLog::open(Some(path.clone())).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), line);
+        assert_eq!(log.between(None, None).1, 1);
+    }
 }
