@@ -781,3 +781,35 @@ async fn the_bundle_in_a_git_checkout_names_its_commit() -> Result<()> {
     ensure!(bundle.tests_passed >= 100, "{bundle:?}");
     Ok(())
 }
+
+#[test]
+fn cairn_policy_test_passes_the_repository_bundle_and_names_a_failing_row() -> Result<()> {
+    let repository = workspace_policies();
+    let passed = cairn_e2e::run_cairn([
+        "policy".as_ref(),
+        "test".as_ref(),
+        "--dir".as_ref(),
+        repository.as_os_str(),
+    ])?;
+    ensure!(passed.status.success(), "{passed}");
+    ensure!(passed.stdout.contains("policy tests passed"), "{passed}");
+
+    let broken = policies_copy()?;
+    let rows = broken.path().join("tests/access.csv");
+    let mut text = std::fs::read_to_string(&rows)?;
+    let line = text.lines().count() + 1;
+    text.push_str("user:dave, globex, decision, decide, allow\n");
+    std::fs::write(&rows, text)?;
+    let failed = cairn_e2e::run_cairn([
+        "policy".as_ref(),
+        "test".as_ref(),
+        "--dir".as_ref(),
+        broken.path().as_os_str(),
+    ])?;
+    ensure!(!failed.status.success(), "a failing row passed:\n{failed}");
+    ensure!(
+        failed.text().contains(&format!("tests/access.csv:{line}")),
+        "the failure does not name its row:\n{failed}"
+    );
+    Ok(())
+}

@@ -272,7 +272,7 @@ async fn serve_store(
                 std::future::pending::<()>().await;
             }
             tracing::info!("SIGHUP: reloading the policy bundle and the token file");
-            if let Err(error) = governance.reload(BOOTSTRAP_ADMIN, "signal").await {
+            if let Err(error) = governance.reload(SERVER_ACTOR, "signal").await {
                 tracing::error!(%error, "policy reload refused; the active bundle stays");
             }
             match Tokens::load(&tokens_path) {
@@ -309,8 +309,8 @@ async fn serve_store(
     // so stopping between two batches loses nothing).
     stop_following.send_replace(true);
     if let Some(sweeper) = sweeper {
-        // A sweep cut between destroying a key and recording its erasure leaves the key destroyed
-        // without a record; the next sweep counts it as erased before. Stopping waits for none.
+        // A sweep records each erasure before it destroys the key, so one cut here leaves at most
+        // a record whose key the next sweep destroys (and records again). Stopping waits for none.
         sweeper.abort();
     }
     if let Err(error) = follower.await {
@@ -353,6 +353,9 @@ fn bundle_source(dir: Option<&Path>) -> BundleSource {
         None => BundleSource::BuiltIn,
     }
 }
+
+/// The actor of what the server records on its own account (a reload on SIGHUP).
+const SERVER_ACTOR: &str = "cairn";
 
 /// The principal the periodic retention sweeper records its erasures as.
 const RETENTION_SWEEPER: &str = "cairn:retention";

@@ -188,6 +188,9 @@ impl<S: EventStore + KeyStore> Governance<S> {
         }
         let grants = fold_grants(&read_stream(ledger.store().as_ref(), &grants_stream()).await?)?;
         let authorizer = Authorizer::compile(&bundle, &grants).map_err(policy_error)?;
+        // The scoring rules too, before anything is recorded: a bundle that cannot come into
+        // force whole is never recorded as activated.
+        scoring_of(&bundle)?;
         let last = last_activation(ledger.store().as_ref()).await?;
         let hash = bundle.hash();
         let git_commit = match &source {
@@ -389,7 +392,20 @@ impl<S: EventStore + KeyStore> Governance<S> {
                     .await);
             }
         };
-        let scoring = scoring_of(&bundle)?;
+        let scoring = match scoring_of(&bundle) {
+            Ok(scoring) => scoring,
+            Err(error) => {
+                return Err(self
+                    .refuse(
+                        actor,
+                        trigger,
+                        Some(bundle.hash()),
+                        active.hash(),
+                        error.to_string(),
+                    )
+                    .await);
+            }
+        };
         let git_commit = match &self.source {
             BundleSource::Dir(dir) => git_commit_of(dir),
             BundleSource::BuiltIn => None,

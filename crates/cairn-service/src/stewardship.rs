@@ -322,7 +322,9 @@ impl<S: EventStore + KeyStore> Stewardship<S> {
         let _changing = self.changing.lock().await;
         let mut report = self.preview(tenant, now_micros).await?;
         for expired in &report.erase {
-            self.ledger.store().destroy_key(expired.key.key_id).await?;
+            // Recorded first, then destroyed: a failure between the two leaves a record whose key
+            // is still active, which the next sweep erases (and records again), never an erasure
+            // without its record.
             let event = GovernanceEvent::DataErased {
                 key_id: expired.key.key_id.0,
                 subject: None,
@@ -341,6 +343,7 @@ impl<S: EventStore + KeyStore> Stewardship<S> {
                 &event,
             )
             .await?;
+            self.ledger.store().destroy_key(expired.key.key_id).await?;
             report.recorded.push(position);
         }
         Ok(report)
@@ -477,7 +480,6 @@ impl<S: EventStore + KeyStore> Stewardship<S> {
             if matches!(state, KeyState::Destroyed) {
                 continue;
             }
-            self.ledger.store().destroy_key(key_id).await?;
             let records = uses
                 .iter()
                 .find(|key| key.key_id == key_id)
@@ -491,6 +493,7 @@ impl<S: EventStore + KeyStore> Stewardship<S> {
                 },
                 records,
             };
+            // Recorded first, then destroyed (see `run`).
             let position = governance::record(
                 &self.ledger,
                 &stream(tenant, ERASURES_STREAM_ID)?,
@@ -498,6 +501,7 @@ impl<S: EventStore + KeyStore> Stewardship<S> {
                 &event,
             )
             .await?;
+            self.ledger.store().destroy_key(key_id).await?;
             erasure.keys.push(key_id);
             erasure.recorded.push(position);
             erasure.records += records;

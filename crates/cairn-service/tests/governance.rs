@@ -473,3 +473,34 @@ async fn retention_erases_expired_keys_unless_held_and_requests_erase_a_subject(
     assert!(held.erase.is_empty());
     assert_eq!(held.held.len(), 1);
 }
+
+#[tokio::test]
+async fn a_bundle_with_broken_scoring_rules_is_refused_and_never_activated() {
+    let (store, first) = ledger();
+    let dir = bundle_copy(|_| {});
+    let governance = Governance::start(
+        Arc::clone(&first),
+        BundleSource::Dir(dir.path().to_owned()),
+        None,
+    )
+    .await
+    .unwrap();
+    let active = governance.active().hash();
+    std::fs::create_dir_all(dir.path().join("scoring")).unwrap();
+    std::fs::write(dir.path().join("scoring/policy.toml"), "active_model = 7\n").unwrap();
+    let refused = governance.reload("admin", "rpc").await.unwrap_err();
+    assert!(
+        matches!(refused, ServiceError::FailedPrecondition(_)),
+        "{refused}"
+    );
+    assert_eq!(governance.active().hash(), active);
+    assert_eq!(
+        governance_stream(&store, "cairn-system", "policy", "bundle").await,
+        ["policy.activated", "policy.refused"]
+    );
+    // Nor does a server start with it.
+    let (fresh_store, fresh) = ledger();
+    let error = Governance::start(fresh, BundleSource::Dir(dir.path().to_owned()), None).await;
+    assert!(error.is_err());
+    assert_eq!(fresh_store.head().await.unwrap().position, Position(0));
+}
