@@ -147,7 +147,8 @@ pub enum GovernanceEvent {
     LegalHoldPlaced {
         /// The hold's id, unique within its tenant.
         hold_id: String,
-        /// The data subject it covers; `None`: every subject of the tenant.
+        /// The data subject it covers; `None`: every subject of the tenant. Sealed under the
+        /// subject's key (the personal part).
         subject: Option<String>,
         /// Why (a case reference).
         reason: String,
@@ -165,7 +166,8 @@ pub enum GovernanceEvent {
         /// The destroyed key's id.
         key_id: [u8; 16],
         /// The data subject, when the erasure was asked for by subject (a retention sweep does
-        /// not know whose key it is).
+        /// not know whose key it is). Sealed under the subject's key, so once the erasure is done
+        /// the record no longer says whom it was about: the request id does.
         subject: Option<String>,
         /// The rule or the request.
         cause: ErasureCause,
@@ -205,12 +207,47 @@ impl GovernanceEvent {
         }
     }
 
-    /// The postcard encoding (governance events have no personal part).
-    pub fn encode(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).expect("governance events always encode")
+    /// The data subject a hold or an erasure names: its id is personal data, sealed under the
+    /// subject's own key (so an erasure of the subject also erases the record of whom it was).
+    pub fn personal_subject(&self) -> Option<&str> {
+        match self {
+            GovernanceEvent::LegalHoldPlaced { subject, .. }
+            | GovernanceEvent::DataErased { subject, .. } => subject.as_deref(),
+            _ => None,
+        }
     }
 
-    /// Decodes a stored governance event.
+    /// The clear part (postcard): the event without its personal part, the subject of a hold or
+    /// an erasure ([`GovernanceEvent::personal_subject`]), which is sealed apart.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut clear = self.clone();
+        if let GovernanceEvent::LegalHoldPlaced { subject, .. }
+        | GovernanceEvent::DataErased { subject, .. } = &mut clear
+        {
+            *subject = None;
+        }
+        postcard::to_stdvec(&clear).expect("governance events always encode")
+    }
+
+    /// Decodes a stored governance event from its clear part and, when it was opened, its
+    /// personal part (the subject's id).
+    pub fn decode_with_subject(
+        event_type: &str,
+        schema_version: u16,
+        bytes: &[u8],
+        subject: Option<&str>,
+    ) -> Result<GovernanceEvent, CodecError> {
+        let mut event = GovernanceEvent::decode(event_type, schema_version, bytes)?;
+        if let GovernanceEvent::LegalHoldPlaced { subject: field, .. }
+        | GovernanceEvent::DataErased { subject: field, .. } = &mut event
+        {
+            *field = subject.map(str::to_owned);
+        }
+        Ok(event)
+    }
+
+    /// Decodes a stored governance event's clear part (a hold's or an erasure's subject stays
+    /// `None`: it is sealed apart).
     pub fn decode(
         event_type: &str,
         schema_version: u16,

@@ -496,7 +496,7 @@ const TABLE: &[(&str, &[FieldClass])] = &[
         "legal_hold.placed",
         &[
             internal("hold_id"),
-            internal_principal("subject"),
+            personal_principal("subject"),
             internal("reason"),
         ],
     ),
@@ -508,7 +508,7 @@ const TABLE: &[(&str, &[FieldClass])] = &[
         "data.erased",
         &[
             internal("key_id"),
-            internal_principal("subject"),
+            personal_principal("subject"),
             internal("cause"),
             internal("cause.rule"),
             internal("cause.class"),

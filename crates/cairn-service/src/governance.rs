@@ -33,7 +33,7 @@ use cairn_policy::{
 use cairn_store::{EventStore, ExpectedVersion, KeyStore};
 
 use crate::error::ServiceError;
-use crate::ledger::{AppendCommand, EventDraft, Ledger};
+use crate::ledger::{AppendCommand, EventDraft, Ledger, PersonalData, PersonalView};
 use crate::scoring_policy::ScoringPolicy;
 use crate::tokens::Caller;
 
@@ -703,13 +703,18 @@ fn now_micros() -> i64 {
     cairn_store::now().0
 }
 
-/// Appends one governance event (no personal part) and returns its position.
+/// Appends one governance event and returns its position. The subject of a hold or an erasure is
+/// its personal part, sealed under that subject's key.
 pub(crate) async fn record<S: EventStore + KeyStore>(
     ledger: &Ledger<S>,
     stream: &StreamId,
     actor: &str,
     event: &GovernanceEvent,
 ) -> Result<Position, ServiceError> {
+    let personal = event.personal_subject().map(|subject| PersonalData {
+        subject: subject.to_owned(),
+        bytes: subject.as_bytes().to_vec(),
+    });
     let draft = EventDraft {
         event_id: None,
         event_type: event.event_type().to_owned(),
@@ -717,9 +722,13 @@ pub(crate) async fn record<S: EventStore + KeyStore>(
         causation_id: None,
         correlation_id: None,
         lineage: Vec::new(),
-        data_class: Some(DataClass::Internal),
+        data_class: Some(if personal.is_some() {
+            DataClass::Personal
+        } else {
+            DataClass::Internal
+        }),
         clear: event.encode(),
-        personal: None,
+        personal,
         expected_policy_bundle_hash: None,
     };
     let (result, _) = ledger
@@ -746,6 +755,50 @@ pub(crate) fn decode(record: &Record) -> Result<GovernanceEvent, ServiceError> {
             record.position()
         ))
     })
+}
+
+/// Every event of a governance stream with its personal part opened: (position, event, whether
+/// the record had a personal part that could not be opened).
+pub(crate) async fn read_opened<S: EventStore + KeyStore>(
+    ledger: &Ledger<S>,
+    stream: &StreamId,
+) -> Result<Vec<(Position, GovernanceEvent, bool)>, ServiceError> {
+    let mut events = Vec::new();
+    let mut from = StreamVersion(1);
+    loop {
+        let page = ledger
+            .store()
+            .read_stream(stream, from, GOVERNANCE_READ_PAGE)
+            .await?;
+        let Some(last) = page.last() else {
+            return Ok(events);
+        };
+        from = StreamVersion(last.envelope.stream_version.0 + 1);
+        for record in page {
+            let position = record.position();
+            let opened = ledger.open(record, true).await?;
+            let (subject, unreadable) = match &opened.personal {
+                PersonalView::Open(bytes) => {
+                    (Some(String::from_utf8_lossy(bytes).into_owned()), false)
+                }
+                PersonalView::None => (None, false),
+                PersonalView::Withheld | PersonalView::Erased => (None, true),
+            };
+            let envelope = &opened.record.envelope;
+            let event = GovernanceEvent::decode_with_subject(
+                &envelope.event_type,
+                envelope.event_schema_version,
+                &opened.clear,
+                subject.as_deref(),
+            )
+            .map_err(|error| {
+                ServiceError::Internal(format!(
+                    "governance record at {position} does not decode: {error}"
+                ))
+            })?;
+            events.push((position, event, unreadable));
+        }
+    }
 }
 
 /// Most records read from one governance stream at start.

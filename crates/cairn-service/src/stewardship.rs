@@ -164,6 +164,13 @@ impl<S: EventStore + KeyStore> Stewardship<S> {
                 let Some(key_id) = envelope.key_id else {
                     continue;
                 };
+                // A hold or an erasure sealed under the subject's key is not the subject's
+                // contribution: it neither counts as data of the key nor renews its retention.
+                if cairn_domain::governance::AGGREGATE_TYPES
+                    .contains(&envelope.stream.aggregate_type.as_str())
+                {
+                    continue;
+                }
                 if tenant.is_some_and(|tenant| *tenant != envelope.stream.tenant) {
                     continue;
                 }
@@ -186,17 +193,18 @@ impl<S: EventStore + KeyStore> Stewardship<S> {
     pub async fn holds(&self, tenant: &TenantId) -> Result<Vec<Hold>, ServiceError> {
         let stream = stream(tenant, HOLDS_STREAM_ID)?;
         let mut holds: Vec<Hold> = Vec::new();
-        for (position, _, _, event) in
-            governance::read_records(self.ledger.store().as_ref(), &stream).await?
-        {
+        for (position, event, unreadable) in governance::read_opened(&self.ledger, &stream).await? {
             match event {
+                // A hold's subject is sealed under the subject's key, which no erasure destroys
+                // while the hold is in force; if it cannot be read all the same, the hold is taken
+                // to cover the whole tenant, so nothing is erased that it might cover.
                 GovernanceEvent::LegalHoldPlaced {
                     hold_id,
                     subject,
                     reason,
                 } => holds.push(Hold {
                     hold_id,
-                    subject,
+                    subject: if unreadable { None } else { subject },
                     reason,
                     placed_at: position,
                 }),
