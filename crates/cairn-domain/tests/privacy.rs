@@ -689,7 +689,11 @@ fn sealed_classes_are_exactly_the_personal_part() {
             .filter(|field| field.class.requires_sealing())
             .map(|field| field.path)
             .collect();
-        let expected: Vec<&str> = event.personal_subject().map(|_| "subject").into_iter().collect();
+        let expected: Vec<&str> = event
+            .personal_subject()
+            .map(|_| "subject")
+            .into_iter()
+            .collect();
         assert_eq!(sealed, expected, "{}", event.event_type());
     }
     assert_eq!(
