@@ -100,6 +100,10 @@ pub struct Ledger<S> {
     identity: Arc<ServerIdentity>,
     /// The hash of the policy bundle in force, stamped on every event appended.
     policy_bundle_hash: RwLock<Hash>,
+    /// Held (shared) by an append of personal data from sealing until the store acknowledges,
+    /// and (exclusive) by a retention sweep while it checks and destroys keys, so no personal
+    /// data is sealed under a key between the sweep's last look at it and its destruction.
+    sealing: tokio::sync::RwLock<()>,
 }
 
 impl<S: EventStore + KeyStore> Ledger<S> {
@@ -109,6 +113,7 @@ impl<S: EventStore + KeyStore> Ledger<S> {
             store,
             identity,
             policy_bundle_hash: RwLock::new(Hash::ZERO),
+            sealing: tokio::sync::RwLock::new(()),
         }
     }
 
@@ -145,6 +150,11 @@ impl<S: EventStore + KeyStore> Ledger<S> {
         command: AppendCommand,
     ) -> Result<(AppendResult, Vec<EventId>), ServiceError> {
         let policy_bundle_hash = self.policy_bundle_hash();
+        let _sealing = if command.events.iter().any(|draft| draft.personal.is_some()) {
+            Some(self.sealing.read().await)
+        } else {
+            None
+        };
         let mut events = Vec::with_capacity(command.events.len());
         for (index, draft) in command.events.into_iter().enumerate() {
             if let Some(expected) = draft.expected_policy_bundle_hash
@@ -249,6 +259,12 @@ impl<S: EventStore + KeyStore> Ledger<S> {
             policy_bundle_hash: Hash::ZERO,
             payload,
         })
+    }
+
+    /// Holds off every append of personal data until the guard is dropped (appends without
+    /// personal data go on). For a retention sweep's check-and-destroy.
+    pub async fn hold_sealing(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.sealing.write().await
     }
 
     /// The subject's data key in force: the first generation whose key is not destroyed, created

@@ -327,12 +327,49 @@ impl<S: EventStore + KeyStore> Stewardship<S> {
         actor: &str,
         now_micros: i64,
     ) -> Result<RetentionReport, ServiceError> {
+        let report = self.preview(tenant, now_micros).await?;
+        self.apply(tenant, actor, report).await
+    }
+
+    /// Erases what a preview found expired: moves what a legal hold placed since covers to the
+    /// held, and, with appends of personal data held off, drops every key that sealed anything
+    /// since the preview's scan (its data is no longer expired); then records each erasure and
+    /// destroys its key. Recorded first, then destroyed: a failure
+    /// between the two leaves a record whose key is still active, which the next sweep erases
+    /// (and records again), never an erasure without its record.
+    pub async fn apply(
+        &self,
+        tenant: &TenantId,
+        actor: &str,
+        mut report: RetentionReport,
+    ) -> Result<RetentionReport, ServiceError> {
         let _changing = self.changing.lock().await;
-        let mut report = self.preview(tenant, now_micros).await?;
+        let holds = self.holds(tenant).await?;
+        let held_keys = self.held_keys(tenant, &holds).await?;
+        let (erase, newly_held): (Vec<Expired>, Vec<Expired>) = std::mem::take(&mut report.erase)
+            .into_iter()
+            .map(|mut expired| {
+                expired.held_by = Self::covering(&holds, &held_keys, &expired.key.key_id)
+                    .map(|hold| hold.hold_id.clone());
+                expired
+            })
+            .partition(|expired| expired.held_by.is_none());
+        report.erase = erase;
+        report.held.extend(newly_held);
+        let _sealing = self.ledger.hold_sealing().await;
+        let store = self.ledger.store();
+        let mut next = Position(report.scanned_through.0 + 1);
+        let mut renewed = BTreeSet::new();
+        loop {
+            let page = store.read_all(next, SCAN_PAGE_RECORDS).await?;
+            let Some(last) = page.last() else { break };
+            next = Position(last.position().0 + 1);
+            renewed.extend(page.iter().filter_map(|record| record.envelope.key_id));
+        }
+        report
+            .erase
+            .retain(|expired| !renewed.contains(&expired.key.key_id));
         for expired in &report.erase {
-            // Recorded first, then destroyed: a failure between the two leaves a record whose key
-            // is still active, which the next sweep erases (and records again), never an erasure
-            // without its record.
             let event = GovernanceEvent::DataErased {
                 key_id: expired.key.key_id.0,
                 subject: None,
@@ -344,6 +381,7 @@ impl<S: EventStore + KeyStore> Stewardship<S> {
                 },
                 records: expired.key.records,
             };
+            // No personal part, so this append does not wait for the sealing guard held here.
             let position = governance::record(
                 &self.ledger,
                 &stream(tenant, ERASURES_STREAM_ID)?,
@@ -351,7 +389,7 @@ impl<S: EventStore + KeyStore> Stewardship<S> {
                 &event,
             )
             .await?;
-            self.ledger.store().destroy_key(expired.key.key_id).await?;
+            store.destroy_key(expired.key.key_id).await?;
             report.recorded.push(position);
         }
         Ok(report)

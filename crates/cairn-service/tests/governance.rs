@@ -504,3 +504,43 @@ async fn a_bundle_with_broken_scoring_rules_is_refused_and_never_activated() {
     assert!(error.is_err());
     assert_eq!(fresh_store.head().await.unwrap().position, Position(0));
 }
+
+#[tokio::test]
+async fn a_sweep_spares_keys_that_sealed_since_its_scan_and_data_a_new_hold_covers() {
+    let (store, ledger) = ledger();
+    let governance = Arc::new(
+        Governance::start(Arc::clone(&ledger), BundleSource::BuiltIn, None)
+            .await
+            .unwrap(),
+    );
+    let stewardship = Stewardship::new(Arc::clone(&ledger), Arc::clone(&governance));
+    let acme = TenantId::new("acme").unwrap();
+    let alice = submit(&ledger, "acme", 1, "user:alice").await;
+    let carol = submit(&ledger, "acme", 2, "user:carol").await;
+    let dave = submit(&ledger, "acme", 3, "user:dave").await;
+    let later = cairn_store::now().0 + 731 * DAY_MICROS;
+    let preview = stewardship.preview(&acme, later).await.unwrap();
+    assert_eq!(preview.erase.len(), 3);
+    // Between the scan and the erasure: alice contributes again, and a hold on dave is placed.
+    let alice_again = submit(&ledger, "acme", 4, "user:alice").await;
+    stewardship
+        .place_hold(&acme, "case-2", Some("user:dave"), "dispute", "user:erin")
+        .await
+        .unwrap();
+    let run = stewardship
+        .apply(&acme, "cairn:retention", preview)
+        .await
+        .unwrap();
+    assert_eq!(run.recorded.len(), 1, "only carol's key is erased");
+    assert_eq!(run.held.len(), 1);
+    assert_eq!(
+        personal_at(&store, &ledger, carol).await,
+        PersonalView::Erased
+    );
+    for kept in [alice, alice_again, dave] {
+        assert!(matches!(
+            personal_at(&store, &ledger, kept).await,
+            PersonalView::Open(_)
+        ));
+    }
+}
