@@ -1010,9 +1010,13 @@ impl AccessLog {
     fn remember(&self, at_micros: i64, request: &AccessRequest) {
         let minute = at_micros.div_euclid(MINUTE_MICROS) * MINUTE_MICROS;
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if !entries.entry(minute).or_default().insert(request.clone()) {
+        // Every authorized call passes here: the request is copied only the first time in its
+        // minute.
+        let seen = entries.entry(minute).or_default();
+        if seen.contains(request) {
             return;
         }
+        seen.insert(request.clone());
         self.trim(&mut entries);
         drop(entries);
         if let Some(file) = &self.file {

@@ -335,15 +335,25 @@ async fn personal_at(
     ledger.open(record, true).await.unwrap().personal
 }
 
-#[tokio::test]
-async fn retention_erases_expired_keys_unless_held_and_requests_erase_a_subject() {
+/// A ledger with the built-in bundle in force, and stewardship over it.
+async fn stewardship() -> (
+    Arc<MemoryStore>,
+    Arc<Ledger<MemoryStore>>,
+    Stewardship<MemoryStore>,
+) {
     let (store, ledger) = ledger();
     let governance = Arc::new(
         Governance::start(Arc::clone(&ledger), BundleSource::BuiltIn, None)
             .await
             .unwrap(),
     );
-    let stewardship = Stewardship::new(Arc::clone(&ledger), Arc::clone(&governance));
+    let stewardship = Stewardship::new(Arc::clone(&ledger), governance);
+    (store, ledger, stewardship)
+}
+
+#[tokio::test]
+async fn retention_erases_expired_keys_unless_held_and_requests_erase_a_subject() {
+    let (store, ledger, stewardship) = stewardship().await;
     let acme = TenantId::new("acme").unwrap();
     let alice = submit(&ledger, "acme", 1, "user:alice").await;
     let bob = submit(&ledger, "acme", 2, "user:bob").await;
@@ -507,13 +517,7 @@ async fn a_bundle_with_broken_scoring_rules_is_refused_and_never_activated() {
 
 #[tokio::test]
 async fn a_sweep_spares_keys_that_sealed_since_its_scan_and_data_a_new_hold_covers() {
-    let (store, ledger) = ledger();
-    let governance = Arc::new(
-        Governance::start(Arc::clone(&ledger), BundleSource::BuiltIn, None)
-            .await
-            .unwrap(),
-    );
-    let stewardship = Stewardship::new(Arc::clone(&ledger), Arc::clone(&governance));
+    let (store, ledger, stewardship) = stewardship().await;
     let acme = TenantId::new("acme").unwrap();
     let alice = submit(&ledger, "acme", 1, "user:alice").await;
     let carol = submit(&ledger, "acme", 2, "user:carol").await;
