@@ -1,0 +1,975 @@
+//! [`JetStreamStore`]: the [`EventStore`] over one JetStream stream.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer, context::PublishErrorKind, stream};
+use async_trait::async_trait;
+use bytes::Bytes;
+use cairn_ledger::{
+    ConsistencyProof, Envelope, EventId, Hash, InclusionProof, MerkleTree, Position, Record,
+    SignedCheckpoint, StreamId, StreamVersion, Timestamp,
+};
+use cairn_store::{
+    AppendPlan, AppendResult, EventStore, ExpectedVersion, Head, NewEvent, StateView, StoreError,
+    limits, plan_append, proofs, validate_append,
+};
+use futures::StreamExt;
+use tokio::sync::{broadcast, watch};
+
+use crate::{SERVER_VERSION_MIN, ServerVersion, keys::Keys, wire};
+
+/// How an append's conflicts with concurrent appends to the same ledger stream are retried before
+/// the caller is told to try again.
+const APPEND_ATTEMPTS_MAX: usize = 32;
+
+/// How long an acknowledged append waits for this node to apply its records, and a catch-up for
+/// the node to reach the stream's last sequence.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long `head` may answer with a cached latest checkpoint (other nodes' checkpoints appear
+/// within this).
+const CHECKPOINT_CACHE_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// JetStream error codes cairn acts on.
+const WRONG_LAST_SEQUENCE: u64 = 10071;
+const BATCH_HAS_DUPLICATE: u64 = 10201;
+
+/// Where the ledger lives and how to reach it.
+#[derive(Clone, Debug)]
+pub struct JetStreamOptions {
+    /// Server URLs, comma-separated (`nats://127.0.0.1:4222,nats://10.0.0.2:4222`); a URL may
+    /// carry `user:password@`.
+    pub urls: String,
+    /// A NATS credentials file (`.creds`: JWT and NKey seed).
+    pub credentials: Option<std::path::PathBuf>,
+    /// The stream's name; the checkpoint stream, the key bucket and the lease bucket are named
+    /// after it.
+    pub stream: String,
+    /// Replicas of each stream and bucket cairn creates (1, 3 or 5). Existing streams keep theirs.
+    pub replicas: usize,
+    /// How long one JetStream request may take.
+    pub request_timeout: Duration,
+}
+
+impl Default for JetStreamOptions {
+    fn default() -> JetStreamOptions {
+        JetStreamOptions {
+            urls: "nats://127.0.0.1:4222".into(),
+            credentials: None,
+            stream: "CAIRN".into(),
+            replicas: 1,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl JetStreamOptions {
+    /// The subject prefix of the records (the stream's name).
+    fn prefix(&self) -> &str {
+        &self.stream
+    }
+
+    fn checkpoint_stream(&self) -> String {
+        format!("{}_CHECKPOINTS", self.stream)
+    }
+
+    fn checkpoint_subject(&self) -> String {
+        format!("{}.checkpoints", self.stream)
+    }
+
+    pub(crate) fn keys_bucket(&self) -> String {
+        format!("{}_KEYS", self.stream)
+    }
+
+    pub(crate) fn lease_bucket(&self) -> String {
+        format!("{}_LEASE", self.stream)
+    }
+}
+
+/// What a node has applied of the stream.
+#[derive(Default)]
+struct State {
+    records: Vec<Arc<Record>>,
+    streams: HashMap<StreamId, Vec<Position>>,
+    event_ids: HashMap<EventId, Position>,
+    tree: MerkleTree,
+    last_recorded_at: Timestamp,
+    /// Set when the stream contradicts itself: the store refuses to serve.
+    failed: Option<String>,
+}
+
+impl State {
+    fn record(&self, position: Position) -> &Arc<Record> {
+        &self.records[(position.0 - 1) as usize]
+    }
+
+    fn head(&self) -> Position {
+        Position(self.records.len() as u64)
+    }
+}
+
+impl StateView for State {
+    fn stream_version(&self, stream: &StreamId) -> Result<StreamVersion, StoreError> {
+        Ok(StreamVersion(
+            self.streams
+                .get(stream)
+                .map_or(0, |positions| positions.len() as u64),
+        ))
+    }
+
+    fn envelope_by_event_id(&self, event_id: &EventId) -> Result<Option<Envelope>, StoreError> {
+        Ok(self
+            .event_ids
+            .get(event_id)
+            .map(|&position| self.record(position).envelope.clone()))
+    }
+}
+
+/// What the follower and the handles share.
+struct Shared {
+    state: RwLock<State>,
+    live: broadcast::Sender<Arc<Record>>,
+    head: watch::Sender<Position>,
+}
+
+impl Shared {
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The ledger on a JetStream stream, as one cairn node sees it.
+pub struct JetStreamStore {
+    options: JetStreamOptions,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    shared: Arc<Shared>,
+    keys: Keys,
+    checkpoints: tokio::sync::Mutex<CheckpointCache>,
+    stop: watch::Sender<bool>,
+    follower: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct CheckpointCache {
+    latest: Option<(u64, SignedCheckpoint)>,
+    read_at: Option<Instant>,
+}
+
+fn unavailable(what: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("{what}: {error}"))
+}
+
+/// Connects to NATS with the options' URLs and credentials.
+pub async fn connect(options: &JetStreamOptions) -> Result<async_nats::Client, StoreError> {
+    let mut connect = async_nats::ConnectOptions::new()
+        .name("cairn")
+        .request_timeout(Some(options.request_timeout))
+        .retry_on_initial_connect()
+        .max_reconnects(None);
+    if let Some(path) = &options.credentials {
+        connect = connect
+            .credentials_file(path)
+            .await
+            .map_err(|error| unavailable(&format!("cannot read {}", path.display()), error))?;
+    }
+    let urls: Vec<async_nats::ServerAddr> = options
+        .urls
+        .split(',')
+        .map(|url| {
+            url.trim()
+                .parse()
+                .map_err(|error| StoreError::InvalidArgument {
+                    field: "store",
+                    reason: format!("{url:?} is not a NATS URL: {error}"),
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let client = tokio::time::timeout(options.request_timeout * 3, connect.connect(urls))
+        .await
+        .map_err(|_| {
+            StoreError::Unavailable(format!("cannot reach NATS at {}: timed out", options.urls))
+        })?
+        .map_err(|error| {
+            unavailable(
+                &format!("cannot connect to NATS at {}", options.urls),
+                error,
+            )
+        })?;
+    // The server's INFO arrives with the connection; wait for it.
+    let deadline = Instant::now() + options.request_timeout;
+    while client.server_info().version.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let text = client.server_info().version;
+    let version = ServerVersion::parse(&text).ok_or_else(|| {
+        StoreError::Unavailable(format!("the NATS server reports version {text:?}"))
+    })?;
+    if version < SERVER_VERSION_MIN {
+        return Err(StoreError::Unavailable(format!(
+            "the NATS server at {} is {version}; cairn needs nats-server {SERVER_VERSION_MIN} or \
+             later (atomic batch publish keeps an append of several events whole)",
+            options.urls
+        )));
+    }
+    if !client.server_info().jetstream {
+        return Err(StoreError::Unavailable(format!(
+            "the NATS server at {} runs without JetStream: enable it (`jetstream {{ ... }}`, see \
+             deploy/nats-server.conf)",
+            options.urls
+        )));
+    }
+    Ok(client)
+}
+
+/// The configuration cairn creates its record stream with.
+fn record_stream_config(options: &JetStreamOptions) -> stream::Config {
+    stream::Config {
+        name: options.stream.clone(),
+        description: Some("cairn ledger records: append-only, never deleted".into()),
+        subjects: vec![wire::subjects_filter(options.prefix())],
+        storage: stream::StorageType::File,
+        num_replicas: options.replicas,
+        retention: stream::RetentionPolicy::Limits,
+        discard: stream::DiscardPolicy::New,
+        max_messages: -1,
+        max_bytes: -1,
+        max_messages_per_subject: -1,
+        max_consumers: -1,
+        deny_delete: true,
+        deny_purge: true,
+        allow_direct: true,
+        allow_atomic_publish: true,
+        ..Default::default()
+    }
+}
+
+fn checkpoint_stream_config(options: &JetStreamOptions) -> stream::Config {
+    stream::Config {
+        name: options.checkpoint_stream(),
+        description: Some("cairn signed checkpoints".into()),
+        subjects: vec![options.checkpoint_subject()],
+        ..record_stream_config(options)
+    }
+}
+
+/// Why a stream's configuration (as the server echoes it) would break the ledger: every problem,
+/// or none.
+pub fn check_stream_config(config: &stream::Config, subject: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !config.deny_delete {
+        problems.push("deletes are allowed (deny_delete is false)".to_owned());
+    }
+    if !config.deny_purge {
+        problems.push("purges are allowed (deny_purge is false)".to_owned());
+    }
+    if config.allow_rollup {
+        problems.push("rollups are allowed (a rollup purges)".to_owned());
+    }
+    if config.subjects != [subject] {
+        problems.push(format!(
+            "its subjects are {:?}, not [{subject:?}]",
+            config.subjects
+        ));
+    }
+    if config.storage != stream::StorageType::File {
+        problems.push("its storage is memory, not file".to_owned());
+    }
+    if config.retention != stream::RetentionPolicy::Limits {
+        problems.push(format!(
+            "its retention is {:?}, not limits (anything else removes records)",
+            config.retention
+        ));
+    }
+    if config.max_messages > 0
+        || config.max_bytes > 0
+        || config.max_messages_per_subject > 0
+        || !config.max_age.is_zero()
+    {
+        problems.push(
+            "it has a message, byte, per-subject or age limit (reaching one would drop records)"
+                .to_owned(),
+        );
+    }
+    if config.mirror.is_some() || config.sources.as_ref().is_some_and(|s| !s.is_empty()) {
+        problems.push("it is a mirror or has sources".to_owned());
+    }
+    if config.sealed {
+        problems.push("it is sealed".to_owned());
+    }
+    if !config.allow_atomic_publish {
+        problems.push(
+            "atomic batch publish is off (allow_atomic; the server may be older than 2.12)"
+                .to_owned(),
+        );
+    }
+    if config.allow_message_ttl {
+        problems.push("per-message TTLs are allowed (allow_msg_ttl)".to_owned());
+    }
+    problems
+}
+
+/// Creates the stream if it is missing, then checks the configuration the server echoes back.
+async fn ensure_stream(
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> Result<stream::Stream, StoreError> {
+    let name = config.name.clone();
+    let subject = config.subjects[0].clone();
+    let mut handle = match js.get_stream(&name).await {
+        Ok(handle) => handle,
+        Err(error)
+            if matches!(
+                error.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(ref api)
+                    if api.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+            ) =>
+        {
+            js.create_stream(config)
+                .await
+                .map_err(|error| unavailable(&format!("cannot create stream {name}"), error))?
+        }
+        Err(error) => return Err(unavailable(&format!("cannot look up stream {name}"), error)),
+    };
+    let info = handle
+        .info()
+        .await
+        .map_err(|error| unavailable(&format!("cannot read stream {name}"), error))?;
+    let problems = check_stream_config(&info.config, &subject);
+    if !problems.is_empty() {
+        return Err(StoreError::Unavailable(format!(
+            "stream {name} cannot hold a ledger: {}; fix its configuration or name another \
+             stream (--nats-stream)",
+            problems.join("; ")
+        )));
+    }
+    Ok(handle)
+}
+
+impl JetStreamStore {
+    /// Connects, creates or checks the streams and the key bucket, and applies every record
+    /// already in the stream before it returns.
+    pub async fn open(options: JetStreamOptions) -> Result<Arc<JetStreamStore>, StoreError> {
+        let client = connect(&options).await?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(options.request_timeout)
+            .build(client.clone());
+        let mut records = ensure_stream(&js, record_stream_config(&options)).await?;
+        ensure_stream(&js, checkpoint_stream_config(&options)).await?;
+        let keys = Keys::open(&js, &options).await?;
+        let (live, _) = broadcast::channel(limits::LIVE_BUFFER_RECORDS);
+        let (head, _) = watch::channel(Position::ZERO);
+        let shared = Arc::new(Shared {
+            state: RwLock::new(State::default()),
+            live,
+            head,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let follower = tokio::spawn(follow(
+            js.clone(),
+            options.clone(),
+            Arc::clone(&shared),
+            stopped,
+        ));
+        let store = Arc::new(JetStreamStore {
+            options,
+            client,
+            js,
+            shared,
+            keys,
+            checkpoints: tokio::sync::Mutex::new(CheckpointCache::default()),
+            stop,
+            follower: std::sync::Mutex::new(Some(follower)),
+        });
+        let last = records
+            .info()
+            .await
+            .map_err(|error| unavailable("cannot read the record stream", error))?
+            .state
+            .last_sequence;
+        store.wait_applied(Position(last)).await?;
+        store.latest_checkpoint().await?;
+        Ok(store)
+    }
+
+    /// Stops following the stream and closes the connection. Appends and reads after it fail.
+    pub async fn close(&self) {
+        self.stop.send_replace(true);
+        let follower = self
+            .follower
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(follower) = follower {
+            let _ = follower.await;
+        }
+        let _ = self.client.drain().await;
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &JetStreamOptions {
+        &self.options
+    }
+
+    /// The JetStream context (the sealer lease uses the same connection).
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    fn check_serving(&self) -> Result<(), StoreError> {
+        if let Some(detail) = &self.shared.read().failed {
+            return Err(StoreError::Corrupt {
+                position: None,
+                detail: detail.clone(),
+            });
+        }
+        if *self.stop.borrow() {
+            return Err(StoreError::Unavailable("the store is closed".into()));
+        }
+        Ok(())
+    }
+
+    /// Waits until this node has applied the stream through `position`.
+    pub async fn wait_applied(&self, position: Position) -> Result<(), StoreError> {
+        let mut head = self.shared.head.subscribe();
+        let reached = tokio::time::timeout(APPLY_TIMEOUT, async {
+            loop {
+                if *head.borrow_and_update() >= position {
+                    return Ok(());
+                }
+                if let Some(detail) = &self.shared.read().failed {
+                    return Err(StoreError::Corrupt {
+                        position: None,
+                        detail: detail.clone(),
+                    });
+                }
+                if head.changed().await.is_err() || *self.stop.borrow() {
+                    return Err(StoreError::Unavailable("the store is closed".into()));
+                }
+            }
+        })
+        .await;
+        reached.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "this node has not applied position {position} within {APPLY_TIMEOUT:?}"
+            )))
+        })
+    }
+
+    /// Waits until this node has applied everything the stream held when it was asked.
+    async fn catch_up(&self) -> Result<(), StoreError> {
+        let last = self
+            .js
+            .get_stream(&self.options.stream)
+            .await
+            .map_err(|error| unavailable("cannot read the record stream", error))?
+            .cached_info()
+            .state
+            .last_sequence;
+        self.wait_applied(Position(last)).await
+    }
+
+    /// Publishes the events of one append; `Ok(None)`: a conflict (the subject moved, or a batch
+    /// holds an id recorded already) to catch up on and plan again.
+    async fn publish(
+        &self,
+        subject: &str,
+        events: &[NewEvent],
+        bodies: &[Bytes],
+        last_subject_sequence: u64,
+    ) -> Result<Option<(u64, bool)>, StoreError> {
+        let message_headers = |index: usize| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                async_nats::header::NATS_MESSAGE_ID,
+                hex::encode(events[index].event_id.0).as_str(),
+            );
+            if index == 0 {
+                headers.insert(
+                    async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                    last_subject_sequence.to_string().as_str(),
+                );
+            }
+            headers
+        };
+        if events.len() == 1 {
+            let ack = self
+                .js
+                .publish_with_headers(subject.to_owned(), message_headers(0), bodies[0].clone())
+                .await
+                .map_err(|error| unavailable("cannot publish", error))?
+                .await;
+            return match ack {
+                Ok(ack) => Ok(Some((ack.sequence, ack.duplicate))),
+                Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => Ok(None),
+                Err(error) => Err(unavailable("the append was not acknowledged", error)),
+            };
+        }
+        // An atomic batch: every message but the last is sent without a reply; the last commits
+        // the batch and is answered with the acknowledgement or the batch's error.
+        let batch_id = hex::encode(cairn_store::random_bytes::<16>());
+        let last = events.len() - 1;
+        for (index, body) in bodies.iter().enumerate().take(last) {
+            let mut headers = message_headers(index);
+            headers.insert(async_nats::header::NATS_BATCH_ID, batch_id.as_str());
+            headers.insert(
+                async_nats::header::NATS_BATCH_SEQUENCE,
+                (index + 1).to_string().as_str(),
+            );
+            self.client
+                .publish_with_headers(subject.to_owned(), headers, body.clone())
+                .await
+                .map_err(|error| unavailable("cannot publish", error))?;
+        }
+        let mut headers = message_headers(last);
+        headers.insert(async_nats::header::NATS_BATCH_ID, batch_id.as_str());
+        headers.insert(
+            async_nats::header::NATS_BATCH_SEQUENCE,
+            (last + 1).to_string().as_str(),
+        );
+        headers.insert(
+            async_nats::header::NATS_BATCH_COMMIT,
+            async_nats::header::NATS_BATCH_COMMIT_FINAL,
+        );
+        let reply = self
+            .client
+            .request_with_headers(subject.to_owned(), headers, bodies[last].clone())
+            .await
+            .map_err(|error| unavailable("the append was not acknowledged", error))?;
+        let response: jetstream::response::Response<jetstream::publish::PublishAck> =
+            serde_json::from_slice(&reply.payload).map_err(|error| {
+                unavailable(
+                    "the append's acknowledgement does not parse",
+                    format!("{error}: {:?}", String::from_utf8_lossy(&reply.payload)),
+                )
+            })?;
+        match response {
+            jetstream::response::Response::Ok(ack) => Ok(Some((ack.sequence, ack.duplicate))),
+            jetstream::response::Response::Err { error } => {
+                let code = error.error_code().0;
+                if code == WRONG_LAST_SEQUENCE || code == BATCH_HAS_DUPLICATE {
+                    Ok(None)
+                } else {
+                    Err(unavailable("the append was refused", error))
+                }
+            }
+        }
+    }
+
+    async fn latest_checkpoint_entry(&self) -> Result<Option<(u64, SignedCheckpoint)>, StoreError> {
+        let checkpoints = self
+            .js
+            .get_stream_no_info(self.options.checkpoint_stream())
+            .await
+            .map_err(|error| unavailable("cannot reach the checkpoint stream", error))?;
+        match checkpoints
+            .direct_get_last_for_subject(self.options.checkpoint_subject())
+            .await
+        {
+            Ok(message) => {
+                let checkpoint = SignedCheckpoint::decode(&message.payload).map_err(|error| {
+                    StoreError::Corrupt {
+                        position: None,
+                        detail: format!(
+                            "checkpoint message {} does not decode: {error}",
+                            message.sequence
+                        ),
+                    }
+                })?;
+                Ok(Some((message.sequence, checkpoint)))
+            }
+            Err(error) if error.kind() == jetstream::stream::DirectGetErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(error) => Err(unavailable("cannot read the latest checkpoint", error)),
+        }
+    }
+}
+
+/// Follows the record stream from the first record not applied, for as long as the store is
+/// open; reconnects after a failure. Stops for good on a record that contradicts the ledger.
+async fn follow(
+    js: jetstream::Context,
+    options: JetStreamOptions,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let from = shared.read().head().next();
+        let result = tokio::select! {
+            result = consume(&js, &options, &shared, from) => result,
+            _ = stopped.wait_for(|stop| *stop) => return,
+        };
+        match result {
+            Err(StoreError::Corrupt { position, detail }) => {
+                let detail = match position {
+                    Some(position) => format!("at position {position}: {detail}"),
+                    None => detail,
+                };
+                tracing::error!(%detail, "the record stream contradicts the ledger; this node stops serving");
+                shared.write().failed = Some(detail);
+                // Wake waiters so they see the failure.
+                shared.head.send_modify(|_| {});
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, from = %from, "following the record stream failed; retrying");
+            }
+            Ok(()) => {}
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// Consumes the record stream from `from` with an ordered consumer until it fails.
+async fn consume(
+    js: &jetstream::Context,
+    options: &JetStreamOptions,
+    shared: &Shared,
+    from: Position,
+) -> Result<(), StoreError> {
+    let records = js
+        .get_stream_no_info(&options.stream)
+        .await
+        .map_err(|error| unavailable("cannot reach the record stream", error))?;
+    let consumer = records
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: from.0,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|error| unavailable("cannot create a consumer of the record stream", error))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|error| unavailable("cannot consume the record stream", error))?;
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|error| unavailable("consuming the record stream", error))?;
+        let info = message
+            .info()
+            .map_err(|error| unavailable("a consumed message has no metadata", error))?;
+        let sequence = info.stream_sequence;
+        let published = Timestamp((info.published.unix_timestamp_nanos() / 1_000) as i64);
+        apply(
+            options,
+            shared,
+            sequence,
+            published,
+            &message.subject,
+            &message.payload,
+        )?;
+    }
+    Err(StoreError::Unavailable(
+        "the record stream's consumer ended".into(),
+    ))
+}
+
+/// Applies the message at `sequence`: the next position, or one applied already (a consumer
+/// recreated after a failure may deliver it again).
+fn apply(
+    options: &JetStreamOptions,
+    shared: &Shared,
+    sequence: u64,
+    published: Timestamp,
+    subject: &str,
+    payload: &[u8],
+) -> Result<(), StoreError> {
+    let mut state = shared.write();
+    let head = state.head();
+    if sequence <= head.0 {
+        return Ok(());
+    }
+    let position = head.next();
+    if sequence != position.0 {
+        return Err(StoreError::Corrupt {
+            position: Some(position),
+            detail: format!("the record stream skips from {head} to {sequence}"),
+        });
+    }
+    let recorded_at = published.max(state.last_recorded_at);
+    let record = wire::decode(
+        options.prefix(),
+        subject,
+        payload,
+        position,
+        recorded_at,
+        |stream| {
+            StreamVersion(
+                state
+                    .streams
+                    .get(stream)
+                    .map_or(0, |positions| positions.len() as u64)
+                    + 1,
+            )
+        },
+    )?;
+    let record = Arc::new(record);
+    let envelope = &record.envelope;
+    state.last_recorded_at = recorded_at;
+    state
+        .streams
+        .entry(envelope.stream.clone())
+        .or_default()
+        .push(position);
+    if let Some(first) = state.event_ids.get(&envelope.event_id) {
+        // Possible only if two nodes recorded one id on different streams beyond the server's
+        // de-duplication window while one of them had not applied the other's record.
+        tracing::error!(
+            event_id = %envelope.event_id,
+            first = %first,
+            again = %position,
+            "an event id is recorded twice; the first position answers for it"
+        );
+    } else {
+        state.event_ids.insert(envelope.event_id, position);
+    }
+    state.tree.push(record.leaf_hash());
+    state.records.push(Arc::clone(&record));
+    drop(state);
+    let _ = shared.live.send(record);
+    shared.head.send_replace(position);
+    Ok(())
+}
+
+#[async_trait]
+impl EventStore for JetStreamStore {
+    async fn append(
+        &self,
+        stream: StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        validate_append(&stream, &events)?;
+        self.check_serving()?;
+        let subject = wire::subject(self.options.prefix(), &stream);
+        let bodies: Vec<Bytes> = events
+            .iter()
+            .map(|event| Bytes::from(wire::encode(&stream, event)))
+            .collect();
+        for _ in 0..APPEND_ATTEMPTS_MAX {
+            let last_subject_sequence = {
+                let state = self.shared.read();
+                match plan_append(&*state, &stream, expected, &events)? {
+                    AppendPlan::Duplicate(result) => return Ok(result),
+                    AppendPlan::Write { .. } => state
+                        .streams
+                        .get(&stream)
+                        .and_then(|positions| positions.last())
+                        .map_or(0, |position| position.0),
+                }
+            };
+            match self
+                .publish(&subject, &events, &bodies, last_subject_sequence)
+                .await?
+            {
+                Some((last_sequence, duplicate)) => {
+                    self.wait_applied(Position(last_sequence)).await?;
+                    // The applied records answer: positions and versions as every node derives
+                    // them, and the content check of a duplicate.
+                    let state = self.shared.read();
+                    return match plan_append(&*state, &stream, ExpectedVersion::Any, &events)? {
+                        AppendPlan::Duplicate(result) => Ok(AppendResult {
+                            deduplicated: duplicate,
+                            ..result
+                        }),
+                        AppendPlan::Write { .. } => Err(StoreError::Corrupt {
+                            position: Some(Position(last_sequence)),
+                            detail: "an acknowledged append is not in the applied records".into(),
+                        }),
+                    };
+                }
+                None => self.catch_up().await?,
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "the append to {stream} conflicted with concurrent appends {APPEND_ATTEMPTS_MAX} \
+             times; try again"
+        )))
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        limit: usize,
+    ) -> Result<Vec<Arc<Record>>, StoreError> {
+        self.check_serving()?;
+        let state = self.shared.read();
+        let Some(positions) = state.streams.get(stream) else {
+            return Ok(Vec::new());
+        };
+        let skip = from.0.saturating_sub(1) as usize;
+        Ok(positions
+            .iter()
+            .skip(skip)
+            .take(limit.min(limits::READ_RECORDS_MAX))
+            .map(|&position| Arc::clone(state.record(position)))
+            .collect())
+    }
+
+    async fn read_all(&self, from: Position, limit: usize) -> Result<Vec<Arc<Record>>, StoreError> {
+        self.check_serving()?;
+        let state = self.shared.read();
+        let skip = from.0.saturating_sub(1) as usize;
+        Ok(state
+            .records
+            .iter()
+            .skip(skip)
+            .take(limit.min(limits::READ_RECORDS_MAX))
+            .cloned()
+            .collect())
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<StreamVersion, StoreError> {
+        self.check_serving()?;
+        self.shared.read().stream_version(stream)
+    }
+
+    async fn head(&self) -> Result<Head, StoreError> {
+        self.check_serving()?;
+        let checkpoint = {
+            let mut cache = self.checkpoints.lock().await;
+            let fresh = cache
+                .read_at
+                .is_some_and(|read_at| read_at.elapsed() < CHECKPOINT_CACHE_MAX_AGE);
+            if !fresh {
+                cache.latest = self.latest_checkpoint_entry().await?;
+                cache.read_at = Some(Instant::now());
+            }
+            cache
+                .latest
+                .as_ref()
+                .map(|(_, checkpoint)| checkpoint.clone())
+        };
+        let state = self.shared.read();
+        // A checkpoint another node signed beyond what this node applied waits until it has.
+        let checkpoint =
+            checkpoint.filter(|checkpoint| checkpoint.checkpoint.tree_size <= state.head().0);
+        Ok(Head {
+            position: state.head(),
+            root: state.tree.root(),
+            checkpoint,
+        })
+    }
+
+    fn watch_head(&self) -> watch::Receiver<Position> {
+        self.shared.head.subscribe()
+    }
+
+    fn live(&self) -> broadcast::Receiver<Arc<Record>> {
+        self.shared.live.subscribe()
+    }
+
+    async fn root_at(&self, tree_size: u64) -> Result<Hash, StoreError> {
+        proofs::root_at(&self.shared.read().tree, tree_size)
+    }
+
+    async fn inclusion_proof(
+        &self,
+        position: Position,
+        tree_size: u64,
+    ) -> Result<InclusionProof, StoreError> {
+        proofs::inclusion_proof(&self.shared.read().tree, position, tree_size)
+    }
+
+    async fn consistency_proof(
+        &self,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<ConsistencyProof, StoreError> {
+        proofs::consistency_proof(&self.shared.read().tree, old_size, new_size)
+    }
+
+    async fn save_checkpoint(&self, checkpoint: SignedCheckpoint) -> Result<(), StoreError> {
+        self.check_serving()?;
+        let mut cache = self.checkpoints.lock().await;
+        for _ in 0..APPEND_ATTEMPTS_MAX {
+            let latest = self.latest_checkpoint_entry().await?;
+            {
+                let state = self.shared.read();
+                proofs::check_checkpoint(
+                    &state.tree,
+                    latest.as_ref().map(|(_, checkpoint)| checkpoint),
+                    &checkpoint,
+                )?;
+            }
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                latest
+                    .as_ref()
+                    .map_or(0, |(sequence, _)| *sequence)
+                    .to_string()
+                    .as_str(),
+            );
+            let ack = self
+                .js
+                .publish_with_headers(
+                    self.options.checkpoint_subject(),
+                    headers,
+                    Bytes::from(checkpoint.encode()),
+                )
+                .await
+                .map_err(|error| unavailable("cannot publish the checkpoint", error))?
+                .await;
+            match ack {
+                Ok(ack) => {
+                    cache.latest = Some((ack.sequence, checkpoint));
+                    cache.read_at = Some(Instant::now());
+                    return Ok(());
+                }
+                // Another sealer saved one in between: check against it again.
+                Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => continue,
+                Err(error) => {
+                    return Err(unavailable("the checkpoint was not acknowledged", error));
+                }
+            }
+        }
+        Err(StoreError::Unavailable(
+            "checkpoints kept being saved concurrently; try again".into(),
+        ))
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, StoreError> {
+        let latest = self.latest_checkpoint_entry().await?;
+        let mut cache = self.checkpoints.lock().await;
+        cache.latest = latest.clone();
+        cache.read_at = Some(Instant::now());
+        Ok(latest.map(|(_, checkpoint)| checkpoint))
+    }
+}
+
+#[async_trait]
+impl cairn_store::KeyStore for JetStreamStore {
+    async fn create_key(
+        &self,
+        key_id: cairn_ledger::KeyId,
+        key: cairn_ledger::DataKey,
+    ) -> Result<(), StoreError> {
+        self.keys.create(key_id, key).await
+    }
+
+    async fn key(&self, key_id: cairn_ledger::KeyId) -> Result<cairn_store::KeyState, StoreError> {
+        self.keys.get(key_id).await
+    }
+
+    async fn destroy_key(&self, key_id: cairn_ledger::KeyId) -> Result<bool, StoreError> {
+        self.keys.destroy(key_id).await
+    }
+}

@@ -1,0 +1,181 @@
+//! What cairn publishes to JetStream: one message per record, its subject derived from the
+//! ledger stream, its body the caller's part of the record.
+//!
+//! The position, the stream version and the recorded time are not in the body: JetStream assigns
+//! the first (the stream sequence is the ledger position), the second follows from the records
+//! of the subject before it, and the third is the message's JetStream timestamp, clamped so it
+//! never goes back. Every node derives them the same way while it consumes the stream in order,
+//! so every node builds the same envelopes, leaves and roots.
+
+use cairn_ledger::{
+    DataClass, ENVELOPE_FORMAT_V1, Envelope, EventId, Hash, KeyId, LineageParent, Position, Record,
+    StreamId, StreamVersion, Timestamp, payload_commitment,
+};
+use cairn_store::{NewEvent, StoreError};
+use serde::{Deserialize, Serialize};
+
+/// The body format's version, its first field.
+pub const BODY_FORMAT_V1: u16 = 1;
+
+/// The body of one published record.
+#[derive(Serialize, Deserialize)]
+struct Body {
+    format: u16,
+    stream: StreamId,
+    event_id: EventId,
+    event_type: String,
+    event_schema_version: u16,
+    actor: String,
+    causation_id: Option<EventId>,
+    correlation_id: Option<EventId>,
+    lineage: Vec<LineageParent>,
+    data_class: DataClass,
+    key_id: Option<KeyId>,
+    policy_bundle_hash: Hash,
+    payload_commitment: Hash,
+    #[serde(with = "serde_bytes")]
+    payload: Vec<u8>,
+}
+
+/// The subject of a ledger stream's records: `PREFIX.s.` and 32 hex digits of a blake3 hash of
+/// the stream id. Hashing keeps any tenant or aggregate id a valid subject token; a node checks
+/// on every record that the body's stream hashes to its subject.
+pub fn subject(prefix: &str, stream: &StreamId) -> String {
+    let mut hasher = blake3::Hasher::new_derive_key("cairn jetstream subject v1");
+    for part in [
+        stream.tenant.as_str(),
+        stream.aggregate_type.as_str(),
+        stream.aggregate_id.as_str(),
+    ] {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let digest = hasher.finalize();
+    format!("{prefix}.s.{}", hex::encode(&digest.as_bytes()[..16]))
+}
+
+/// The subject filter that covers every ledger stream's subject.
+pub fn subjects_filter(prefix: &str) -> String {
+    format!("{prefix}.s.*")
+}
+
+/// Encodes the body of one event of an append to `stream`.
+pub fn encode(stream: &StreamId, event: &NewEvent) -> Vec<u8> {
+    let body = Body {
+        format: BODY_FORMAT_V1,
+        stream: stream.clone(),
+        event_id: event.event_id,
+        event_type: event.event_type.clone(),
+        event_schema_version: event.event_schema_version,
+        actor: event.actor.clone(),
+        causation_id: event.causation_id,
+        correlation_id: event.correlation_id,
+        lineage: event.lineage.clone(),
+        data_class: event.data_class,
+        key_id: event.key_id,
+        policy_bundle_hash: event.policy_bundle_hash,
+        payload_commitment: payload_commitment(&event.payload),
+        payload: event.payload.clone(),
+    };
+    postcard::to_allocvec(&body).expect("a body always encodes")
+}
+
+/// Decodes the message at `position` into its record, checking the subject, the payload
+/// commitment and the sealed payload's key. `next_version` gives the stream version of the next
+/// record of a stream; `recorded_at` is the time the consuming node derived.
+pub fn decode(
+    prefix: &str,
+    message_subject: &str,
+    bytes: &[u8],
+    position: Position,
+    recorded_at: Timestamp,
+    next_version: impl FnOnce(&StreamId) -> StreamVersion,
+) -> Result<Record, StoreError> {
+    let body: Body = postcard::from_bytes(bytes).map_err(|error| corrupt(position, error))?;
+    if body.format != BODY_FORMAT_V1 {
+        return Err(StoreError::Corrupt {
+            position: Some(position),
+            detail: format!("body format {} is not one this build reads", body.format),
+        });
+    }
+    if subject(prefix, &body.stream) != message_subject {
+        return Err(StoreError::Corrupt {
+            position: Some(position),
+            detail: format!(
+                "the record of stream {} was published on subject {message_subject}, not its own",
+                body.stream
+            ),
+        });
+    }
+    if payload_commitment(&body.payload) != body.payload_commitment {
+        return Err(StoreError::Corrupt {
+            position: Some(position),
+            detail: "the payload does not match the commitment it was published with".into(),
+        });
+    }
+    let sealed = cairn_ledger::SealedPayload::decode(&body.payload)
+        .map_err(|error| corrupt(position, error))?;
+    cairn_ledger::check_sealed_key(body.key_id, &sealed)
+        .map_err(|error| corrupt(position, error))?;
+    let stream_version = next_version(&body.stream);
+    let envelope = Envelope {
+        format_version: ENVELOPE_FORMAT_V1,
+        position,
+        stream: body.stream,
+        stream_version,
+        event_id: body.event_id,
+        event_type: body.event_type,
+        event_schema_version: body.event_schema_version,
+        recorded_at,
+        actor: body.actor,
+        causation_id: body.causation_id,
+        correlation_id: body.correlation_id,
+        lineage: body.lineage,
+        data_class: body.data_class,
+        key_id: body.key_id,
+        payload_commitment: Hash::ZERO,
+        payload_len: 0,
+        policy_bundle_hash: body.policy_bundle_hash,
+    };
+    Record::new(envelope, body.payload).map_err(|error| corrupt(position, error))
+}
+
+fn corrupt(position: Position, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        position: Some(position),
+        detail: format!("the published record does not decode: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_decodes_to_the_record_the_placement_says() {
+        let stream = cairn_store::testsuite::stream("s-1");
+        let event = cairn_store::testsuite::event("e-1");
+        let bytes = encode(&stream, &event);
+        let record = decode(
+            "cairn",
+            &subject("cairn", &stream),
+            &bytes,
+            Position(7),
+            Timestamp(5),
+            |named| {
+                assert_eq!(named, &stream);
+                StreamVersion(2)
+            },
+        )
+        .unwrap();
+        assert_eq!(record.envelope.stream_version, StreamVersion(2));
+        assert_eq!(record.envelope.position, Position(7));
+        assert_eq!(record.envelope.event_id, event.event_id);
+        assert_eq!(record.payload, event.payload);
+        let other = subject("cairn", &cairn_store::testsuite::stream("s-2"));
+        let misplaced = decode("cairn", &other, &bytes, Position(7), Timestamp(5), |_| {
+            StreamVersion(2)
+        });
+        assert!(matches!(misplaced, Err(StoreError::Corrupt { .. })));
+    }
+}
