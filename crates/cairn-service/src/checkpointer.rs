@@ -16,6 +16,8 @@ use crate::identity::ServerIdentity;
 pub struct Checkpointer<S: ?Sized> {
     store: Arc<S>,
     identity: Arc<ServerIdentity>,
+    /// When several nodes share a ledger: true while this node holds the sealer lease.
+    gate: Option<watch::Receiver<bool>>,
 }
 
 /// A running checkpointer; [`CheckpointerHandle::stop`] signs a final checkpoint and ends it.
@@ -27,12 +29,26 @@ pub struct CheckpointerHandle {
 impl<S: EventStore + ?Sized> Checkpointer<S> {
     /// A checkpointer for `store`, signing as `identity`.
     pub fn new(store: Arc<S>, identity: Arc<ServerIdentity>) -> Checkpointer<S> {
-        Checkpointer { store, identity }
+        Checkpointer {
+            store,
+            identity,
+            gate: None,
+        }
+    }
+
+    /// Signs only while `gate` says so (the sealer lease of a ledger shared by several nodes).
+    pub fn gated(mut self, gate: watch::Receiver<bool>) -> Checkpointer<S> {
+        self.gate = Some(gate);
+        self
     }
 
     /// Signs and stores a checkpoint of the current head if it is ahead of the latest checkpoint.
-    /// Returns the new checkpoint, or `None` when there was nothing new to sign.
+    /// Returns the new checkpoint, or `None` when there was nothing new to sign (or this node does
+    /// not hold the sealer lease).
     pub async fn checkpoint_now(&self) -> Result<Option<SignedCheckpoint>, ServiceError> {
+        if self.gate.as_ref().is_some_and(|gate| !*gate.borrow()) {
+            return Ok(None);
+        }
         let head = self.store.head().await?;
         let signed_size = head
             .checkpoint

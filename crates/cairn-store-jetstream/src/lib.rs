@@ -21,6 +21,7 @@
 
 mod keys;
 pub mod lease;
+pub mod shared;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

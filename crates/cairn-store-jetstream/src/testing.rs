@@ -119,6 +119,17 @@ impl NatsServer {
         }
     }
 
+    /// Stops the server gracefully (SIGTERM: it flushes its files) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
+    }
+
     /// Starts the killed server again on the same port and store directory.
     pub fn restart(&mut self) {
         self.kill();

@@ -1,0 +1,218 @@
+//! What the conformance suite cannot say about the JetStream backend: several nodes on one
+//! stream, the start-up checks of the server's stream configuration, and the secure erase of
+//! destroyed data keys.
+
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use cairn_ledger::{DataKey, KeyId, Position};
+use cairn_store::testsuite::{event, stream};
+use cairn_store::{EventStore, ExpectedVersion, KeyState, KeyStore};
+use cairn_store_jetstream::testing::NatsServer;
+use cairn_store_jetstream::{JetStreamOptions, JetStreamStore};
+
+async fn server() -> NatsServer {
+    tokio::task::spawn_blocking(NatsServer::start)
+        .await
+        .expect("server start")
+}
+
+fn options(server: &NatsServer) -> JetStreamOptions {
+    JetStreamOptions {
+        urls: server.url(),
+        ..JetStreamOptions::default()
+    }
+}
+
+async fn raw(server: &NatsServer) -> jetstream::Context {
+    jetstream::new(
+        async_nats::connect(server.url())
+            .await
+            .expect("connect a raw client"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_append_concurrently_and_build_the_same_ledger() {
+    let server = server().await;
+    let a = JetStreamStore::open(options(&server))
+        .await
+        .expect("node a");
+    let b = JetStreamStore::open(options(&server))
+        .await
+        .expect("node b");
+    let mut tasks = Vec::new();
+    for (node, store) in [("a", Arc::clone(&a)), ("b", Arc::clone(&b))] {
+        for writer in 0..4 {
+            let store = Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                for i in 0..25 {
+                    // One shared stream (version conflicts between nodes) and one per writer.
+                    let shared = stream("shared");
+                    let own = stream(&format!("{node}-{writer}"));
+                    let target = if i % 2 == 0 { shared } else { own };
+                    store
+                        .append(
+                            target,
+                            ExpectedVersion::Any,
+                            vec![event(&format!("{node}-{writer}-{i}"))],
+                        )
+                        .await
+                        .expect("append");
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.expect("writer");
+    }
+    let total = Position(200);
+    a.wait_applied(total).await.expect("a applies everything");
+    b.wait_applied(total).await.expect("b applies everything");
+    let (head_a, head_b) = (a.head().await.unwrap(), b.head().await.unwrap());
+    assert_eq!(head_a.position, total);
+    assert_eq!(head_a.position, head_b.position);
+    assert_eq!(head_a.root, head_b.root, "both nodes build the same tree");
+    let (records_a, records_b) = (
+        a.read_all(Position(1), 1000).await.unwrap(),
+        b.read_all(Position(1), 1000).await.unwrap(),
+    );
+    assert_eq!(records_a, records_b, "both nodes derive the same envelopes");
+    let shared = a
+        .read_stream(&stream("shared"), Default::default(), 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        shared.len(),
+        8 * 13,
+        "13 of each writer's 25 appends go to the shared stream"
+    );
+    for (index, record) in shared.iter().enumerate() {
+        assert_eq!(
+            record.envelope.stream_version.0,
+            index as u64 + 1,
+            "gapless versions"
+        );
+    }
+    // A retry on the other node answers with the original positions.
+    let first = a
+        .append(
+            stream("retry"),
+            ExpectedVersion::NoStream,
+            vec![event("r-1"), event("r-2")],
+        )
+        .await
+        .unwrap();
+    let again = b
+        .append(
+            stream("retry"),
+            ExpectedVersion::NoStream,
+            vec![event("r-1"), event("r-2")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.first_position, first.first_position);
+    assert!(again.deduplicated);
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_a_stream_that_could_lose_records() {
+    let server = server().await;
+    let js = raw(&server).await;
+    js.create_stream(jetstream::stream::Config {
+        name: "CAIRN".into(),
+        subjects: vec!["CAIRN.s.*".into()],
+        deny_delete: false,
+        deny_purge: true,
+        allow_atomic_publish: true,
+        max_age: std::time::Duration::from_secs(3600),
+        ..Default::default()
+    })
+    .await
+    .expect("create a careless stream");
+    let error = JetStreamStore::open(options(&server))
+        .await
+        .err()
+        .expect("the careless stream is refused")
+        .to_string();
+    assert!(error.contains("deletes are allowed"), "{error}");
+    assert!(error.contains("age limit"), "{error}");
+
+    // Another name, with subjects cairn does not use.
+    js.create_stream(jetstream::stream::Config {
+        name: "OTHER".into(),
+        subjects: vec!["OTHER.>".into()],
+        deny_delete: true,
+        deny_purge: true,
+        allow_atomic_publish: true,
+        ..Default::default()
+    })
+    .await
+    .expect("create a stream with other subjects");
+    let error = JetStreamStore::open(JetStreamOptions {
+        stream: "OTHER".into(),
+        ..options(&server)
+    })
+    .await
+    .err()
+    .expect("wrong subjects are refused")
+    .to_string();
+    assert!(error.contains("its subjects are"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destroyed_key_leaves_no_bytes_in_the_server_files() {
+    let mut server = server().await;
+    let store = JetStreamStore::open(options(&server)).await.expect("open");
+    let marker = *b"cairn-key-bytes-to-be-erased-!!!";
+    let (kept_id, kept) = (KeyId([1; 16]), *b"cairn-key-bytes-that-are-kept-!!");
+    store
+        .create_key(KeyId([2; 16]), DataKey(marker))
+        .await
+        .unwrap();
+    store.create_key(kept_id, DataKey(kept)).await.unwrap();
+    assert!(store.destroy_key(KeyId([2; 16])).await.unwrap());
+    assert!(matches!(
+        store.key(KeyId([2; 16])).await.unwrap(),
+        KeyState::Destroyed
+    ));
+    assert!(
+        !store.destroy_key(KeyId([2; 16])).await.unwrap(),
+        "idempotent"
+    );
+    assert!(
+        store
+            .create_key(KeyId([2; 16]), DataKey([9; 32]))
+            .await
+            .is_err(),
+        "a destroyed id is never created again"
+    );
+    store.close().await;
+    server.stop();
+    let (mut erased_found, mut kept_found) = (false, false);
+    for file in files(&server.store_dir()) {
+        let bytes = std::fs::read(&file).unwrap();
+        erased_found |= bytes.windows(32).any(|window| window == marker);
+        kept_found |= bytes.windows(32).any(|window| window == kept);
+    }
+    assert!(kept_found, "the search finds a key that was not destroyed");
+    assert!(
+        !erased_found,
+        "the destroyed key's bytes are still in the server's files"
+    );
+}
+
+fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
