@@ -7,7 +7,9 @@
 //!   tenant called in, against the expectation written here from the role table and the RPC table
 //!   (`cairn_policy::RPCS`): PERMISSION_DENIED exactly when the expectation says deny. 0
 //!   mismatches, each printed.
-//! - Every denied call is recorded in the tenant's denied log, without the token.
+//! - Every denied call is recorded in the tenant's denied log, without the token; repeats of one
+//!   call within its window are counted and recorded as one record when the window ends or the
+//!   server shuts down (a SIGKILL loses only such counts, never the first denial).
 //! - Personal data is redacted for a caller without (personal, read); a command on behalf of
 //!   someone else needs (actor, act_for); a token scoped to one tenant is refused in another.
 
@@ -401,7 +403,9 @@ async fn every_rpc_role_and_tenant_is_answered_as_the_table_says() -> Result<()>
         mismatches.join("\n")
     );
 
-    // Every denial in acme is in acme's denied log, naming the call and never a token.
+    // Every denial in acme is in acme's denied log, naming the call and never a token. The matrix
+    // calls each (principal, method, tenant) once, so each denial is the first of its window: an
+    // `access.denied` record of its own, none counted as a repeat.
     let mut logged = Vec::new();
     let mut token = String::new();
     loop {
@@ -434,6 +438,10 @@ async fn every_rpc_role_and_tenant_is_answered_as_the_table_says() -> Result<()>
         ensure!(denied.principal.starts_with("m."), "{denied:?}");
         ensure!(rpc_access(&denied.method).is_some(), "{denied:?}");
         ensure!(denied.tenant == OWN && denied.bundle_hash == bundle.bundle_hash);
+        ensure!(
+            denied.repeats == 0,
+            "a call denied once counted as a repeat: {denied:?}"
+        );
         ensure!(
             !format!("{denied:?}").contains("tok-"),
             "a token was recorded"
@@ -585,6 +593,137 @@ async fn personal_data_is_redacted_and_acting_for_others_needs_the_right() -> Re
     ensure!(
         format!("{opened:?}").contains("the build is slow"),
         "a steward could not read personal data: {opened:?}"
+    );
+    Ok(())
+}
+
+/// Every record of a tenant's denied log.
+async fn denied_log(
+    admin: &mut PolicyServiceClient<AuthChannel>,
+    tenant: &str,
+) -> Result<Vec<proto::DeniedCall>> {
+    let mut logged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = admin
+            .list_denied(proto::ListDeniedRequest {
+                tenant: tenant.into(),
+                page: Some(proto::PageRequest {
+                    page_size: 500,
+                    page_token: token.clone(),
+                }),
+            })
+            .await?
+            .into_inner();
+        logged.extend(page.calls);
+        token = page.page.map(|p| p.next_page_token).unwrap_or_default();
+        if token.is_empty() {
+            return Ok(logged);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_denials_are_counted_recorded_at_shutdown_and_a_kill_loses_only_counts()
+-> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let viewer = Principal {
+        name: "m.viewer".into(),
+        token: "tok-viewer".into(),
+        role: Some("viewer"),
+        granted_in: OWN,
+    };
+    let mut server = start_server(dir.path(), std::slice::from_ref(&viewer), "tok-admin")?;
+    policy_client(&server, "tok-admin")
+        .await?
+        .grant(proto::GrantRequest {
+            tenant: OWN.into(),
+            principal: viewer.name.clone(),
+            role: "role:viewer".into(),
+            reason: "test".into(),
+        })
+        .await?;
+    let submit = proto::SubmitFeedbackRequest {
+        meta: Some(proto::CommandMeta {
+            tenant: OWN.into(),
+            ..Default::default()
+        }),
+        id: "f-1".into(),
+        team: "platform".into(),
+        source: proto::FeedbackSource::Survey as i32,
+        text: "slow".into(),
+        submitter: "user:carol".into(),
+        visibility: proto::Visibility::Team as i32,
+        ..Default::default()
+    };
+    // A viewer may not submit feedback: each call is denied.
+    let deny = |url: String, times: usize| {
+        let submit = submit.clone();
+        async move {
+            let mut client = FeedbackServiceClient::new(auth_channel(&url, "tok-viewer").await?);
+            for _ in 0..times {
+                match client.submit_feedback(submit.clone()).await {
+                    Err(status) if status.code() == Code::PermissionDenied => {}
+                    other => bail!("a viewer submitting feedback: {other:?}"),
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }
+    };
+    let method = "/cairn.v1.FeedbackService/SubmitFeedback";
+    deny(server.url(), 5).await?;
+    // The first denial is recorded before the caller is told; the four repeats are counted in
+    // its window (the server's is a minute: the calls counted together here are a few
+    // milliseconds apart).
+    let mut admin = policy_client(&server, "tok-admin").await?;
+    let logged = denied_log(&mut admin, OWN).await?;
+    ensure!(logged.len() == 1, "{logged:#?}");
+    ensure!(
+        logged[0].principal == viewer.name && logged[0].method == method && logged[0].repeats == 0,
+        "{logged:#?}"
+    );
+
+    // A graceful shutdown records the repeats still counted.
+    let status = server.terminate()?;
+    ensure!(
+        status.success(),
+        "{status}
+{}",
+        server.stderr()
+    );
+    server.restart()?;
+    let mut admin = policy_client(&server, "tok-admin").await?;
+    let logged = denied_log(&mut admin, OWN).await?;
+    ensure!(logged.len() == 2, "{logged:#?}");
+    let repeated = &logged[1];
+    ensure!(
+        repeated.principal == viewer.name
+            && repeated.method == method
+            && repeated.object == "feedback"
+            && repeated.action == "write"
+            && repeated.tenant == OWN
+            && repeated.bundle_hash == logged[0].bundle_hash
+            && repeated.repeats == 4,
+        "{logged:#?}"
+    );
+    ensure!(
+        0 < repeated.first_repeat_at_micros
+            && repeated.first_repeat_at_micros <= repeated.last_repeat_at_micros,
+        "{logged:#?}"
+    );
+    // Each `access.denied` stands for its call, each repeated record for its repeats.
+    let total: u64 = logged.iter().map(|call| call.repeats.max(1)).sum();
+    ensure!(total == 5, "{total} denials recorded, 5 calls denied");
+
+    // A SIGKILL loses the repeats counted in memory, never the first denial of a window.
+    deny(server.url(), 3).await?;
+    server.kill()?;
+    server.restart()?;
+    let mut admin = policy_client(&server, "tok-admin").await?;
+    let logged = denied_log(&mut admin, OWN).await?;
+    ensure!(
+        logged.len() == 3 && logged[2].repeats == 0 && logged[2].method == method,
+        "{logged:#?}"
     );
     Ok(())
 }

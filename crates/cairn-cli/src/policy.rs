@@ -80,7 +80,8 @@ enum PolicyCommand {
     Grant(GrantArgs),
     /// Takes a runtime grant back.
     Revoke(GrantArgs),
-    /// The calls denied in a tenant, oldest first.
+    /// The calls denied in a tenant, oldest first (repeats of a call within a minute are one
+    /// line with their count, once the minute is over).
     Denied {
         #[command(flatten)]
         server: ServerArgs,
@@ -290,8 +291,19 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<()> {
                 .map_err(|status| failed("ListDenied", &url, &status))?
                 .into_inner();
             for call in &answer.calls {
+                // A repeated record stands for `repeats` more denials of its call in one window.
+                let repeats = if call.repeats == 0 {
+                    String::new()
+                } else {
+                    format!(
+                        "  repeated {} more times from {} to {}",
+                        call.repeats,
+                        time_text(call.first_repeat_at_micros),
+                        time_text(call.last_repeat_at_micros)
+                    )
+                };
                 println!(
-                    "{:>8}  {}  {}  {}  {} {}  tenant {}",
+                    "{:>8}  {}  {}  {}  {} {}  tenant {}{repeats}",
                     call.position,
                     time_text(call.recorded_at_micros),
                     call.principal,

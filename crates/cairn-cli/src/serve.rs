@@ -6,8 +6,8 @@
 //! checkpointer and the projection follower, binds the listener and prints exactly one line on
 //! stdout: `cairn listening on ADDR public-key HEX log-id HEX`. Tests and scripts read that line
 //! to find the port and the key to pin. SIGINT or SIGTERM shuts down gracefully: no new calls,
-//! calls in flight finish, the follower stops, a final checkpoint is signed, the store is closed,
-//! exit 0.
+//! calls in flight finish, the follower stops, the repeated denials counted in memory are
+//! recorded, a final checkpoint is signed, the store is closed, exit 0.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -19,7 +19,7 @@ use anyhow::Context;
 use cairn_grpc::auth::Authenticator;
 use cairn_grpc::{ServerLimits, Services};
 use cairn_projections::Projections;
-use cairn_service::governance::{BundleSource, Governance};
+use cairn_service::governance::{BundleSource, DENIED_FLUSH_INTERVAL, Governance};
 use cairn_service::stewardship::Stewardship;
 use cairn_service::tokens::{BOOTSTRAP_ADMIN, Tokens, new_token, token_entry};
 use cairn_service::{Checkpointer, FeedbackLoop, Ledger, Reads, ScoringPolicy, ServerIdentity};
@@ -215,6 +215,8 @@ async fn serve_store(
         let feedback_loop = Arc::clone(&feedback_loop);
         move |scoring| feedback_loop.set_scoring(scoring)
     })?);
+    // Records the repeated denials of each window once it ends, and all of them at shutdown.
+    let denied_flusher = governance.spawn_denied_flusher(DENIED_FLUSH_INTERVAL);
     let active = governance.active();
     tracing::info!(
         source = %active.source,
@@ -322,7 +324,9 @@ async fn serve_store(
     if let Ok(Err(error)) = flushed {
         tracing::warn!(%error, "cannot flush the read models");
     }
-    // The server takes no new calls: the final checkpoint covers every record appended through it.
+    // The server takes no new calls: the repeated denials still counted are recorded, and the
+    // final checkpoint covers every record appended through it.
+    denied_flusher.stop().await;
     checkpointer.stop().await;
     // Closing the store ends the subscriptions still open, so their clients see the stream end
     // rather than a reset connection; give the server a moment to say so.

@@ -9,7 +9,9 @@
 //! - `cairn-system/access/grants`: every runtime grant and revocation, whatever its tenant (one
 //!   stream, so a start reads one stream to know them all);
 //! - `TENANT/audit/denied`: calls denied in that tenant (`cairn-system/audit/denied` for calls
-//!   about no tenant or an invalid one);
+//!   about no tenant or an invalid one): the first denial of a call in a window as
+//!   [`GovernanceEvent::AccessDenied`], the further ones counted and recorded when the window
+//!   ends as [`GovernanceEvent::AccessDeniedRepeated`];
 //! - `TENANT/stewardship/holds`: legal holds placed and released;
 //! - `TENANT/stewardship/erasures`: every erasure, naming its rule or request.
 //!
@@ -74,6 +76,9 @@ pub enum ErasureCause {
 }
 
 /// A governance event.
+///
+/// A new variant goes at the end: postcard encodes a variant by its index, so inserting one
+/// would change the encoding of every variant after it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GovernanceEvent {
     /// A policy bundle came into force (at start or on reload); every later event carries its
@@ -174,6 +179,30 @@ pub enum GovernanceEvent {
         /// How many records the key sealed.
         records: u64,
     },
+    /// More denials of one call (the same principal, method, object, action, tenant and bundle)
+    /// in the window its [`GovernanceEvent::AccessDenied`] opened: they were counted, not
+    /// recorded one by one, so the denied stream's total (each `access.denied` plus the `count`
+    /// of each `access.denied.repeated`) is the number of denied calls. Never holds a credential.
+    AccessDeniedRepeated {
+        /// The authenticated principal.
+        principal: String,
+        /// The gRPC method.
+        method: String,
+        /// The object checked.
+        object: String,
+        /// The action checked.
+        action: String,
+        /// The tenant the calls named (as in `access.denied`).
+        tenant: String,
+        /// The policy bundle that denied them.
+        bundle_hash: [u8; 32],
+        /// How many denials were counted (at least 1).
+        count: u64,
+        /// When the first of them was denied, microseconds.
+        first_at_micros: i64,
+        /// When the last of them was denied, microseconds.
+        last_at_micros: i64,
+    },
 }
 
 impl GovernanceEvent {
@@ -185,6 +214,7 @@ impl GovernanceEvent {
             GovernanceEvent::AccessGranted { .. } => "access.granted",
             GovernanceEvent::AccessRevoked { .. } => "access.revoked",
             GovernanceEvent::AccessDenied { .. } => "access.denied",
+            GovernanceEvent::AccessDeniedRepeated { .. } => "access.denied.repeated",
             GovernanceEvent::LegalHoldPlaced { .. } => "legal_hold.placed",
             GovernanceEvent::LegalHoldReleased { .. } => "legal_hold.released",
             GovernanceEvent::DataErased { .. } => "data.erased",
@@ -200,7 +230,9 @@ impl GovernanceEvent {
             GovernanceEvent::AccessGranted { .. } | GovernanceEvent::AccessRevoked { .. } => {
                 ACCESS_AGGREGATE
             }
-            GovernanceEvent::AccessDenied { .. } => AUDIT_AGGREGATE,
+            GovernanceEvent::AccessDenied { .. } | GovernanceEvent::AccessDeniedRepeated { .. } => {
+                AUDIT_AGGREGATE
+            }
             GovernanceEvent::LegalHoldPlaced { .. }
             | GovernanceEvent::LegalHoldReleased { .. }
             | GovernanceEvent::DataErased { .. } => STEWARDSHIP_AGGREGATE,

@@ -493,6 +493,20 @@ const TABLE: &[(&str, &[FieldClass])] = &[
         ],
     ),
     (
+        "access.denied.repeated",
+        &[
+            internal_principal("principal"),
+            internal("method"),
+            internal("object"),
+            internal("action"),
+            internal("tenant"),
+            internal("bundle_hash"),
+            internal("count"),
+            internal("first_at_micros"),
+            internal("last_at_micros"),
+        ],
+    ),
+    (
         "legal_hold.placed",
         &[
             internal("hold_id"),
@@ -621,5 +635,9 @@ mod tests {
         );
         assert_eq!(payload_class("opportunity.woke"), Some(DataClass::Public));
         assert_eq!(payload_class("access.denied"), Some(DataClass::Internal));
+        assert_eq!(
+            identifying_paths("access.denied.repeated").unwrap(),
+            ["principal"]
+        );
     }
 }

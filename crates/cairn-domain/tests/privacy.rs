@@ -707,6 +707,7 @@ const TEXT_PRINCIPALS: &[(&str, &str)] = &[
     ("access.granted", "principal"),
     ("access.revoked", "principal"),
     ("access.denied", "principal"),
+    ("access.denied.repeated", "principal"),
     ("legal_hold.placed", "subject"),
     ("data.erased", "subject"),
 ];

@@ -86,30 +86,53 @@ fn grant_tenant(tenant: &str) -> Result<(), Status> {
 }
 
 fn denied_to_proto(call: DeniedCall) -> proto::DeniedCall {
-    let cairn_domain::governance::GovernanceEvent::AccessDenied {
-        principal,
-        method,
-        object,
-        action,
-        tenant,
-        bundle_hash,
-    } = call.event
-    else {
-        return proto::DeniedCall {
-            position: call.position.0,
-            recorded_at_micros: call.recorded_at_micros,
-            ..Default::default()
-        };
-    };
-    proto::DeniedCall {
+    use cairn_domain::governance::GovernanceEvent;
+    let at = proto::DeniedCall {
         position: call.position.0,
         recorded_at_micros: call.recorded_at_micros,
-        principal,
-        method,
-        object,
-        action,
-        tenant,
-        bundle_hash: bundle_hash.to_vec(),
+        ..Default::default()
+    };
+    match call.event {
+        GovernanceEvent::AccessDenied {
+            principal,
+            method,
+            object,
+            action,
+            tenant,
+            bundle_hash,
+        } => proto::DeniedCall {
+            principal,
+            method,
+            object,
+            action,
+            tenant,
+            bundle_hash: bundle_hash.to_vec(),
+            ..at
+        },
+        GovernanceEvent::AccessDeniedRepeated {
+            principal,
+            method,
+            object,
+            action,
+            tenant,
+            bundle_hash,
+            count,
+            first_at_micros,
+            last_at_micros,
+        } => proto::DeniedCall {
+            principal,
+            method,
+            object,
+            action,
+            tenant,
+            bundle_hash: bundle_hash.to_vec(),
+            repeats: count,
+            first_repeat_at_micros: first_at_micros,
+            last_repeat_at_micros: last_at_micros,
+            ..at
+        },
+        // Only the server writes the denied stream, and only these two.
+        _ => at,
     }
 }
 

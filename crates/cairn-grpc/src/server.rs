@@ -208,7 +208,9 @@ impl TlsSettings {
 }
 
 /// Serves the ledger, the feedback-loop services, health and reflection on `listener` until
-/// `shutdown` completes, then stops accepting calls and lets the ones in flight finish.
+/// `shutdown` completes, then stops accepting calls, lets the ones in flight finish and records
+/// the repeated denials still counted in memory (`Governance::flush_denied`; recording the ended
+/// windows while serving is the caller's, with `Governance::spawn_denied_flusher`).
 pub async fn serve<S, F>(
     listener: TcpListener,
     services: Services<S>,
@@ -321,7 +323,7 @@ where
     if let Some(tls) = &tls {
         builder = builder.tls_config(tls.config())?;
     }
-    builder
+    let served = builder
         .max_concurrent_streams(limits.concurrent_streams_max)
         .layer(auth)
         .add_service(health_service)
@@ -336,5 +338,9 @@ where
         .add_service(policy_service)
         .add_service(stewardship_service)
         .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+        .await;
+    // The calls in flight have finished: no denial is counted after this. (Each failure is
+    // logged where it happens.)
+    let _ = services.governance.flush_denied().await;
+    served
 }

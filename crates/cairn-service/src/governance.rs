@@ -10,13 +10,22 @@
 //! one stream, so a start reads one stream to know them), never writes to the tracked files.
 //!
 //! Every authorization request is remembered in the access log (distinct requests per minute),
-//! which a dry run replays against a proposed bundle. Every denied call is recorded as
-//! `access.denied` in the tenant's `audit/denied` stream.
+//! which a dry run replays against a proposed bundle. Every denied call is recorded in the
+//! tenant's `audit/denied` stream, coalesced so that a client looping on a denied call cannot grow
+//! the ledger by one fsync'd record per call: the first denial of a call (principal, method,
+//! object, action, tenant, bundle) in a window of [`DENIAL_WINDOW_MICROS`] is `access.denied`,
+//! recorded before the caller is told; the further ones are counted in memory and recorded as one
+//! `access.denied.repeated` with their count when the window ends (by the flusher,
+//! [`Governance::spawn_denied_flusher`]), when the same call is denied after it ended, when
+//! [`DENIAL_WINDOWS_MAX`] windows are open and another call needs one (the oldest first), or on
+//! [`Governance::flush_denied`] (at shutdown). A process killed before a window is recorded loses
+//! that window's count, never its first denial.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use cairn_domain::governance::{
     ACCESS_AGGREGATE, AUDIT_AGGREGATE, DENIED_STREAM_ID, GRANTS_STREAM_ID, GovernanceEvent,
@@ -31,7 +40,11 @@ use cairn_policy::{
     Verdict,
 };
 use cairn_store::{EventStore, ExpectedVersion, KeyStore};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
+pub use crate::denials::{DENIAL_WINDOW_MICROS, DENIAL_WINDOWS_MAX};
+use crate::denials::{Denial, DenialKey, DenialWindows, Repeats};
 use crate::error::ServiceError;
 use crate::ledger::{AppendCommand, EventDraft, Ledger, PersonalData, PersonalView};
 use crate::scoring_policy::ScoringPolicy;
@@ -75,6 +88,8 @@ pub const GRANT_REASON_BYTES_MAX: usize = REASON_BYTES_MAX;
 pub const GRANTS_MAX: usize = 100_000;
 /// Longest tenant text an `access.denied` event keeps of an invalid tenant, in bytes.
 const DENIED_TENANT_BYTES_MAX: usize = 64;
+/// How often the server's flusher records the denial windows that have ended.
+pub const DENIED_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 const MINUTE_MICROS: i64 = 60_000_000;
 
 /// The bundle in force, compiled.
@@ -152,8 +167,11 @@ pub struct LoggedEvent {
     pub event: GovernanceEvent,
 }
 
-/// A recorded `access.denied` event.
+/// A recorded `access.denied` or `access.denied.repeated` event.
 pub type DeniedCall = LoggedEvent;
+
+/// The clock of the denial windows: microseconds since the epoch.
+type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// The governance use cases over a ledger.
 pub struct Governance<S> {
@@ -165,6 +183,10 @@ pub struct Governance<S> {
     access_log: AccessLog,
     /// Called with the scoring policy of each bundle that comes into force.
     on_scoring: Option<Box<dyn Fn(Arc<ScoringPolicy>) + Send + Sync>>,
+    /// The open denial windows: denials counted, not recorded yet.
+    denials: Mutex<DenialWindows>,
+    /// The time of a denial.
+    clock: Clock,
 }
 
 impl<S: EventStore + KeyStore> Governance<S> {
@@ -229,7 +251,16 @@ impl<S: EventStore + KeyStore> Governance<S> {
             changing: tokio::sync::Mutex::new(()),
             access_log,
             on_scoring: None,
+            denials: Mutex::new(DenialWindows::new(DENIAL_WINDOW_MICROS, DENIAL_WINDOWS_MAX)),
+            clock: Arc::new(now_micros),
         })
+    }
+
+    /// Times denials with `clock` (microseconds) instead of the ledger's clock, so a test decides
+    /// when denial windows end.
+    pub fn with_clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Governance<S> {
+        self.clock = Arc::new(clock);
+        self
     }
 
     /// Calls `apply` with the scoring policy of the bundle in force now and of every bundle that
@@ -255,7 +286,8 @@ impl<S: EventStore + KeyStore> Governance<S> {
 
     /// Authorizes a call of `method` by `caller` in `tenant` (`*` for a call about no one
     /// tenant). Every request goes to the access log; a denied one is recorded as `access.denied`
-    /// before the caller is told.
+    /// before the caller is told when it is the first of its window, and counted otherwise (see
+    /// the module docs).
     pub async fn authorize(
         &self,
         caller: &Caller,
@@ -322,11 +354,11 @@ impl<S: EventStore + KeyStore> Governance<S> {
     }
 
     async fn deny(&self, method: &str, request: AccessRequest, verdict: Verdict) -> Denied {
-        let tenant = TenantId::new(request.tenant.clone())
-            .ok()
-            .filter(|tenant| tenant.as_str() != SYSTEM_TENANT)
-            .unwrap_or_else(system_tenant);
-        let event = GovernanceEvent::AccessDenied {
+        let key = DenialKey {
+            stream_tenant: TenantId::new(request.tenant.clone())
+                .ok()
+                .filter(|tenant| tenant.as_str() != SYSTEM_TENANT)
+                .unwrap_or_else(system_tenant),
             principal: request.principal.clone(),
             method: method.chars().take(256).collect(),
             object: request.object.as_str().to_owned(),
@@ -338,13 +370,95 @@ impl<S: EventStore + KeyStore> Governance<S> {
                 .collect(),
             bundle_hash: self.active().hash(),
         };
-        let stream = StreamId::new(tenant, AUDIT_AGGREGATE, DENIED_STREAM_ID)
-            .expect("the denied stream's id is valid");
-        // The caller is denied whether or not the record could be written; a failure is logged.
-        if let Err(error) = record(&self.ledger, &stream, &request.principal, &event).await {
-            tracing::error!(%error, principal = %request.principal, method, "a denied call could not be recorded");
+        let at = (self.clock)();
+        let denial = self.windows().deny(key.clone(), at);
+        // The caller is denied whether or not the records could be written; a failure is logged.
+        if let Denial::First { closed } = denial {
+            let _ = self.record_repeats(closed).await;
+            let stream = denied_stream(&key.stream_tenant);
+            if let Err(error) = record(&self.ledger, &stream, &key.principal, &key.denied()).await {
+                tracing::error!(%error, principal = %request.principal, method, "a denied call could not be recorded");
+            }
         }
         Denied { verdict, request }
+    }
+
+    fn windows(&self) -> std::sync::MutexGuard<'_, DenialWindows> {
+        self.denials.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records one `access.denied.repeated` per closed window, in order; returns how many were
+    /// recorded. Every failure is logged (with the count it loses); the first is returned.
+    async fn record_repeats(&self, closed: Vec<Repeats>) -> Result<usize, ServiceError> {
+        let mut recorded = 0;
+        let mut failed = None;
+        for repeats in closed {
+            let stream = denied_stream(&repeats.key.stream_tenant);
+            match record(
+                &self.ledger,
+                &stream,
+                &repeats.key.principal,
+                &repeats.event(),
+            )
+            .await
+            {
+                Ok(_) => recorded += 1,
+                Err(error) => {
+                    tracing::error!(
+                        %error,
+                        principal = %repeats.key.principal,
+                        method = %repeats.key.method,
+                        count = repeats.count,
+                        "repeated denials of a call could not be recorded"
+                    );
+                    failed.get_or_insert(error);
+                }
+            }
+        }
+        failed.map_or(Ok(recorded), Err)
+    }
+
+    /// Records the denials counted in every window that has ended at `now_micros` (opened at
+    /// least [`DENIAL_WINDOW_MICROS`] before), one `access.denied.repeated` per window that
+    /// counted any, and closes those windows. Returns how many records were appended.
+    pub async fn flush_denied_before(&self, now_micros: i64) -> Result<usize, ServiceError> {
+        let closed = self.windows().take_ended(now_micros);
+        self.record_repeats(closed).await
+    }
+
+    /// Records the denials counted in every open window, ended or not, and closes them all (at
+    /// shutdown): the next denial of each call is recorded as `access.denied` again. Returns how
+    /// many records were appended.
+    pub async fn flush_denied(&self) -> Result<usize, ServiceError> {
+        let closed = self.windows().take_all();
+        self.record_repeats(closed).await
+    }
+
+    /// Denials counted in memory and not recorded yet, and the number of open windows.
+    pub fn denials_pending(&self) -> (u64, usize) {
+        let windows = self.windows();
+        (windows.counted(), windows.open())
+    }
+
+    /// Runs in the background, recording ended denial windows every `interval`;
+    /// [`DeniedFlusherHandle::stop`] records every window still open and ends it.
+    pub fn spawn_denied_flusher(self: &Arc<Self>, interval: Duration) -> DeniedFlusherHandle {
+        let governance = Arc::clone(self);
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = stopped.changed() => break,
+                }
+                // Failures are logged by each record.
+                let _ = governance.flush_denied_before((governance.clock)()).await;
+            }
+            let _ = governance.flush_denied().await;
+        });
+        DeniedFlusherHandle { stop, task }
     }
 
     /// Loads the bundle again from its source. Identical files record nothing; a bundle that
@@ -605,7 +719,9 @@ impl<S: EventStore + KeyStore> Governance<S> {
         })
     }
 
-    /// The calls denied in `tenant`, from stream version `from`, at most `limit`.
+    /// The calls denied in `tenant`, from stream version `from`, at most `limit`: each
+    /// `access.denied` and `access.denied.repeated` (repeats still counted in memory are not
+    /// among them until their window is recorded).
     pub async fn denied(
         &self,
         tenant: &TenantId,
@@ -614,6 +730,34 @@ impl<S: EventStore + KeyStore> Governance<S> {
     ) -> Result<Vec<DeniedCall>, ServiceError> {
         let stream = StreamId::new(tenant.clone(), AUDIT_AGGREGATE, DENIED_STREAM_ID)?;
         read_page(self.ledger.store().as_ref(), &stream, from, limit).await
+    }
+}
+
+/// A running denial flusher ([`Governance::spawn_denied_flusher`]).
+pub struct DeniedFlusherHandle {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl DeniedFlusherHandle {
+    /// Records the denials still counted in memory (every open window) and waits for the task
+    /// to end.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+impl<S> Drop for Governance<S> {
+    fn drop(&mut self) {
+        let windows = self.denials.get_mut().unwrap_or_else(|e| e.into_inner());
+        let counted = windows.counted();
+        if counted > 0 {
+            tracing::warn!(
+                counted,
+                "denied calls counted in memory were never recorded: no flush before the end"
+            );
+        }
     }
 }
 
@@ -692,6 +836,11 @@ fn system_tenant() -> TenantId {
 fn policy_stream() -> StreamId {
     StreamId::new(system_tenant(), POLICY_AGGREGATE, POLICY_STREAM_ID)
         .expect("the policy stream's id is valid")
+}
+
+fn denied_stream(tenant: &TenantId) -> StreamId {
+    StreamId::new(tenant.clone(), AUDIT_AGGREGATE, DENIED_STREAM_ID)
+        .expect("the denied stream's id is valid")
 }
 
 fn grants_stream() -> StreamId {

@@ -7,6 +7,7 @@
 
 mod checkpointer;
 pub mod dataset;
+mod denials;
 mod error;
 pub mod export;
 pub mod feedback_loop;

@@ -548,3 +548,247 @@ async fn a_sweep_spares_keys_that_sealed_since_its_scan_and_data_a_new_hold_cove
         ));
     }
 }
+
+/// A clock the test moves, in microseconds, and governance over a fresh ledger timed by it.
+async fn governance_with_clock(
+    start: i64,
+) -> (
+    Arc<MemoryStore>,
+    Arc<std::sync::atomic::AtomicI64>,
+    Governance<MemoryStore>,
+) {
+    let (store, ledger) = ledger();
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(start));
+    let governance = Governance::start(ledger, BundleSource::BuiltIn, None)
+        .await
+        .unwrap()
+        .with_clock({
+            let now = Arc::clone(&now);
+            move || now.load(std::sync::atomic::Ordering::SeqCst)
+        });
+    (store, now, governance)
+}
+
+fn set(clock: &std::sync::atomic::AtomicI64, micros: i64) {
+    clock.store(micros, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Every record of a tenant's denied stream.
+async fn denied_log(governance: &Governance<MemoryStore>, tenant: &str) -> Vec<GovernanceEvent> {
+    let tenant = TenantId::new(tenant).unwrap();
+    let mut log = Vec::new();
+    loop {
+        let from = StreamVersion(log.len() as u64 + 1);
+        let page = governance.denied(&tenant, from, 1000).await.unwrap();
+        if page.is_empty() {
+            return log;
+        }
+        log.extend(page.into_iter().map(|call| call.event));
+    }
+}
+
+/// (`access.denied` records, `access.denied.repeated` records, denied calls they stand for).
+fn tally(log: &[GovernanceEvent]) -> (usize, usize, u64) {
+    let mut tally = (0, 0, 0);
+    for event in log {
+        match event {
+            GovernanceEvent::AccessDenied { .. } => {
+                tally.0 += 1;
+                tally.2 += 1;
+            }
+            GovernanceEvent::AccessDeniedRepeated { count, .. } => {
+                assert!(*count >= 1, "{event:?}");
+                tally.1 += 1;
+                tally.2 += count;
+            }
+            other => panic!("the denied stream holds a {}", other.event_type()),
+        }
+    }
+    tally
+}
+
+const ACCEPT: &str = "/cairn.v1.DecisionService/AcceptDecision";
+const REJECT: &str = "/cairn.v1.DecisionService/RejectDecision";
+const SECOND: i64 = 1_000_000;
+
+#[tokio::test]
+async fn repeated_denials_of_a_call_are_counted_and_recorded_once_their_window_ends() {
+    use cairn_service::governance::DENIAL_WINDOW_MICROS;
+    let start = 1_767_225_600 * SECOND;
+    let (_, clock, governance) = governance_with_clock(start).await;
+    // user:zoe has no role: 7 denials of the same call in one window.
+    for i in 0..7 {
+        set(&clock, start + i * SECOND);
+        governance
+            .authorize(&caller("user:zoe"), ACCEPT, "acme")
+            .await
+            .unwrap_err();
+    }
+    let log = denied_log(&governance, "acme").await;
+    assert_eq!(tally(&log), (1, 0, 1), "only the first is recorded at once");
+    assert_eq!(governance.denials_pending(), (6, 1));
+    // Another method, another principal, another tenant: other calls, each recorded at once.
+    set(&clock, start + 10 * SECOND);
+    for (principal, method, tenant) in [
+        ("user:zoe", REJECT, "acme"),
+        ("user:yan", ACCEPT, "acme"),
+        ("user:zoe", ACCEPT, "beta"),
+    ] {
+        for _ in 0..3 {
+            governance
+                .authorize(&caller(principal), method, tenant)
+                .await
+                .unwrap_err();
+        }
+    }
+    assert_eq!(tally(&denied_log(&governance, "acme").await), (3, 0, 3));
+    assert_eq!(tally(&denied_log(&governance, "beta").await), (1, 0, 1));
+    assert_eq!(governance.denials_pending(), (6 + 3 * 2, 4));
+
+    // The first window has not ended a microsecond before its length: nothing is recorded.
+    assert_eq!(
+        governance
+            .flush_denied_before(start + DENIAL_WINDOW_MICROS - 1)
+            .await
+            .unwrap(),
+        0
+    );
+    // At its end, its six repeats become one record; the later windows stay open.
+    assert_eq!(
+        governance
+            .flush_denied_before(start + DENIAL_WINDOW_MICROS)
+            .await
+            .unwrap(),
+        1
+    );
+    let log = denied_log(&governance, "acme").await;
+    assert_eq!(tally(&log), (3, 1, 3 + 6));
+    assert_eq!(
+        log.last().unwrap(),
+        &GovernanceEvent::AccessDeniedRepeated {
+            principal: "user:zoe".into(),
+            method: ACCEPT.into(),
+            object: "decision".into(),
+            action: "decide".into(),
+            tenant: "acme".into(),
+            bundle_hash: governance.active().hash(),
+            count: 6,
+            first_at_micros: start + SECOND,
+            last_at_micros: start + 6 * SECOND,
+        }
+    );
+    assert_eq!(governance.denials_pending(), (3 * 2, 3));
+
+    // The same call after its window ended opens a new one, recorded at once.
+    set(&clock, start + DENIAL_WINDOW_MICROS + 5 * SECOND);
+    governance
+        .authorize(&caller("user:zoe"), ACCEPT, "acme")
+        .await
+        .unwrap_err();
+    assert_eq!(tally(&denied_log(&governance, "acme").await), (4, 1, 10));
+
+    // A flush (as at shutdown) records every open window, ended or not: nothing is lost.
+    assert_eq!(governance.flush_denied().await.unwrap(), 3);
+    assert_eq!(governance.denials_pending(), (0, 0));
+    let acme = tally(&denied_log(&governance, "acme").await);
+    let beta = tally(&denied_log(&governance, "beta").await);
+    assert_eq!(acme, (4, 3, 7 + 3 + 3 + 1));
+    assert_eq!(beta, (1, 1, 3));
+    // Nothing is left to record.
+    assert_eq!(governance.flush_denied().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn the_oldest_denial_windows_are_recorded_early_when_too_many_are_open() {
+    use cairn_service::governance::DENIAL_WINDOWS_MAX;
+    let start = 1_767_225_600 * SECOND;
+    let (_, clock, governance) = governance_with_clock(start).await;
+    for _ in 0..3 {
+        governance
+            .authorize(&caller("user:first"), ACCEPT, "acme")
+            .await
+            .unwrap_err();
+    }
+    // As many other calls as fill the bound, each a little later; the clock never reaches the
+    // end of the first window.
+    for i in 1..DENIAL_WINDOWS_MAX {
+        set(&clock, start + i as i64);
+        governance
+            .authorize(&caller(&format!("user:p{i}")), ACCEPT, "acme")
+            .await
+            .unwrap_err();
+    }
+    assert_eq!(governance.denials_pending(), (2, DENIAL_WINDOWS_MAX));
+    assert_eq!(
+        tally(&denied_log(&governance, "acme").await),
+        (DENIAL_WINDOWS_MAX, 0, DENIAL_WINDOWS_MAX as u64)
+    );
+    // One more call: the oldest window (the first principal's) is recorded early, not dropped.
+    governance
+        .authorize(&caller("user:last"), ACCEPT, "acme")
+        .await
+        .unwrap_err();
+    assert_eq!(governance.denials_pending(), (0, DENIAL_WINDOWS_MAX));
+    let log = denied_log(&governance, "acme").await;
+    assert_eq!(
+        tally(&log),
+        (DENIAL_WINDOWS_MAX + 1, 1, DENIAL_WINDOWS_MAX as u64 + 3)
+    );
+    let repeated: Vec<_> = log
+        .iter()
+        .filter_map(|event| match event {
+            GovernanceEvent::AccessDeniedRepeated {
+                principal, count, ..
+            } => Some((principal.as_str(), *count)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(repeated, [("user:first", 2)]);
+    // The first principal's call opens a new window (another, the oldest now, closes without a
+    // record: it counted nothing).
+    governance
+        .authorize(&caller("user:first"), ACCEPT, "acme")
+        .await
+        .unwrap_err();
+    assert_eq!(governance.denials_pending(), (0, DENIAL_WINDOWS_MAX));
+    assert_eq!(
+        tally(&denied_log(&governance, "acme").await),
+        (DENIAL_WINDOWS_MAX + 2, 1, DENIAL_WINDOWS_MAX as u64 + 4)
+    );
+}
+
+#[tokio::test]
+async fn the_denial_flusher_records_ended_windows_and_everything_when_stopped() {
+    use cairn_service::governance::DENIAL_WINDOW_MICROS;
+    let start = 1_767_225_600 * SECOND;
+    let (_, clock, governance) = governance_with_clock(start).await;
+    let governance = Arc::new(governance);
+    let flusher = governance.spawn_denied_flusher(std::time::Duration::from_millis(5));
+    for _ in 0..4 {
+        governance
+            .authorize(&caller("user:zoe"), ACCEPT, "acme")
+            .await
+            .unwrap_err();
+    }
+    set(&clock, start + DENIAL_WINDOW_MICROS - 1);
+    for _ in 0..5 {
+        governance
+            .authorize(&caller("user:zoe"), REJECT, "acme")
+            .await
+            .unwrap_err();
+    }
+    // The first window ends: the flusher records it by itself (the deadline only turns a hang
+    // into a failure).
+    set(&clock, start + DENIAL_WINDOW_MICROS);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while tally(&denied_log(&governance, "acme").await).1 == 0 {
+        assert!(std::time::Instant::now() < deadline, "no flush");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(tally(&denied_log(&governance, "acme").await), (2, 1, 2 + 3));
+    assert_eq!(governance.denials_pending(), (4, 1));
+    // Stopping it (at shutdown) records the window still open.
+    flusher.stop().await;
+    assert_eq!(governance.denials_pending(), (0, 0));
+    assert_eq!(tally(&denied_log(&governance, "acme").await), (2, 2, 4 + 5));
+}

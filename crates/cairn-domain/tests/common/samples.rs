@@ -360,6 +360,17 @@ pub fn governance() -> Vec<GovernanceEvent> {
             },
             records: 3,
         },
+        GovernanceEvent::AccessDeniedRepeated {
+            principal: "mallory".into(),
+            method: "/cairn.v1.DecisionService/AcceptDecision".into(),
+            object: "decision".into(),
+            action: "decide".into(),
+            tenant: "acme".into(),
+            bundle_hash: [7; 32],
+            count: 41,
+            first_at_micros: 1_767_225_600_250_000,
+            last_at_micros: 1_767_225_659_750_000,
+        },
     ]
 }
 
@@ -374,6 +385,7 @@ pub fn governance_variant_index(event: &GovernanceEvent) -> usize {
         GovernanceEvent::LegalHoldPlaced { .. } => 5,
         GovernanceEvent::LegalHoldReleased { .. } => 6,
         GovernanceEvent::DataErased { .. } => 7,
+        GovernanceEvent::AccessDeniedRepeated { .. } => 8,
     }
 }
 
@@ -383,5 +395,5 @@ pub fn every_governance_variant_has_a_sample() {
     let indices: Vec<usize> = samples.iter().map(governance_variant_index).collect();
     let expected: Vec<usize> = (0..samples.len()).collect();
     assert_eq!(indices, expected, "one sample per variant, in order");
-    assert_eq!(samples.len(), 8, "a governance variant has no sample");
+    assert_eq!(samples.len(), 9, "a governance variant has no sample");
 }
