@@ -1,4 +1,4 @@
-//! `cairn serve`: one server on the embedded store.
+//! `cairn serve`: one server on the embedded store, or one node of a ledger on NATS JetStream.
 //!
 //! Start-up opens the store (which locks the data directory and checks the segment files), loads
 //! or creates the server identity (log id and checkpoint signing key, kept in the data directory),
@@ -23,7 +23,10 @@ use cairn_service::governance::{BundleSource, DENIED_FLUSH_INTERVAL, Governance}
 use cairn_service::stewardship::Stewardship;
 use cairn_service::tokens::{BOOTSTRAP_ADMIN, Tokens, new_token, token_entry};
 use cairn_service::{Checkpointer, FeedbackLoop, Ledger, Reads, ScoringPolicy, ServerIdentity};
+use cairn_store::{EventStore, KeyStore};
 use cairn_store_embedded::{EmbeddedOptions, EmbeddedStore};
+use cairn_store_jetstream::lease::{LeaseOptions, SealerLease};
+use cairn_store_jetstream::{JetStreamOptions, JetStreamStore};
 use clap::Args;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -35,6 +38,36 @@ pub struct ServeArgs {
     /// Created on first start.
     #[arg(long, env = "CAIRN_DATA", default_value = "./cairn-data")]
     data: PathBuf,
+
+    /// Where the ledger lives: `embedded` (segment files in `--data`, nothing else to run) or
+    /// NATS JetStream: `nats://HOST:PORT`, several comma-separated for a cluster, a URL may
+    /// carry `user:password@`. On JetStream any number of nodes share the ledger; `--data` then
+    /// holds only this node's read models, token file and access log.
+    #[arg(
+        long,
+        env = "CAIRN_STORE",
+        default_value = "embedded",
+        value_name = "embedded|URL"
+    )]
+    store: String,
+
+    /// The JetStream stream that holds the records; the checkpoint stream and the key, lease and
+    /// identity buckets are named after it.
+    #[arg(long, env = "CAIRN_NATS_STREAM", default_value = "CAIRN")]
+    nats_stream: String,
+
+    /// A NATS credentials file (JWT and NKey seed).
+    #[arg(long, env = "CAIRN_NATS_CREDS", value_name = "FILE")]
+    nats_creds: Option<PathBuf>,
+
+    /// Replicas of the streams and buckets cairn creates on JetStream (1, 3 or 5). Existing
+    /// streams keep theirs.
+    #[arg(long, env = "CAIRN_NATS_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=5))]
+    nats_replicas: u64,
+
+    /// This node's name in the sealer lease (JetStream only). Default: host name and process id.
+    #[arg(long, env = "CAIRN_NODE_ID")]
+    node_id: Option<String>,
 
     /// The address to listen on; port 0 picks a free port (the startup line says which).
     #[arg(long, env = "CAIRN_LISTEN", default_value = "127.0.0.1:50051")]
@@ -127,6 +160,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Signal handlers first: a signal that arrives during start-up then shuts down cleanly
     // instead of killing the process half-way through opening the store.
     let mut signals = ShutdownSignals::new()?;
+    let result = if args.store == "embedded" {
+        serve_embedded(&args, &mut signals).await
+    } else {
+        serve_jetstream(&args, &mut signals).await
+    };
+    if result.is_ok() {
+        tracing::info!("stopped");
+    }
+    result
+}
+
+/// One node on the embedded store in `--data`.
+async fn serve_embedded(args: &ServeArgs, signals: &mut ShutdownSignals) -> anyhow::Result<()> {
     let store = {
         let dir = args.data.clone();
         tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir, EmbeddedOptions::default()))
@@ -134,21 +180,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .context("the store-opening thread panicked")?
             .with_context(|| format!("cannot open the ledger in {}", args.data.display()))?
     };
-    let result = serve_store(&args, &store, &mut signals).await;
-    // Closing twice is harmless: this also covers a start-up failure after the open.
-    store.close().await;
-    if result.is_ok() {
-        tracing::info!("stopped");
-    }
-    result
-}
-
-/// Serves an open store until a shutdown signal; signs the final checkpoint and closes the store.
-async fn serve_store(
-    args: &ServeArgs,
-    store: &Arc<EmbeddedStore>,
-    signals: &mut ShutdownSignals,
-) -> anyhow::Result<()> {
     let identity = {
         let dir = args.data.clone();
         tokio::task::spawn_blocking(move || ServerIdentity::load_or_create(&dir))
@@ -159,9 +190,100 @@ async fn serve_store(
                     "cannot load the server identity in {}",
                     args.data.join("identity").display()
                 )
-            })?
+            })
     };
-    let identity = Arc::new(identity);
+    let result = match identity {
+        Ok(identity) => {
+            let closing = Arc::clone(&store);
+            serve_store(
+                args,
+                &store,
+                Arc::new(identity),
+                None,
+                signals,
+                async move || closing.close().await,
+            )
+            .await
+        }
+        Err(error) => Err(error),
+    };
+    // Closing twice is harmless: this also covers a start-up failure after the open.
+    store.close().await;
+    result
+}
+
+/// One node of a ledger on JetStream: the identity is the ledger's (created by its first node),
+/// and the node signs checkpoints only while it holds the sealer lease.
+async fn serve_jetstream(args: &ServeArgs, signals: &mut ShutdownSignals) -> anyhow::Result<()> {
+    let options = JetStreamOptions {
+        urls: args.store.clone(),
+        credentials: args.nats_creds.clone(),
+        stream: args.nats_stream.clone(),
+        replicas: args.nats_replicas as usize,
+        ..JetStreamOptions::default()
+    };
+    let store = JetStreamStore::open(options.clone())
+        .await
+        .with_context(|| format!("cannot open the ledger on NATS at {}", args.store))?;
+    let proposed: [u8; 96] = cairn_store::random_bytes();
+    let agreed = cairn_store_jetstream::shared::agree(
+        store.jetstream(),
+        &options,
+        "identity",
+        proposed.to_vec().into(),
+    )
+    .await
+    .context("cannot agree on the ledger's identity")?;
+    let secrets: [u8; 96] = agreed.as_ref().try_into().with_context(|| {
+        format!(
+            "the ledger's identity in NATS holds {} bytes, not 96",
+            agreed.len()
+        )
+    })?;
+    let part = |index: usize| -> [u8; 32] {
+        secrets[index * 32..(index + 1) * 32]
+            .try_into()
+            .expect("32 of 96 bytes")
+    };
+    let identity = Arc::new(ServerIdentity::from_secrets(part(0), part(1), part(2)));
+    let node = args.node_id.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|name| name.trim().to_owned())
+                .unwrap_or_else(|_| "cairn".into()),
+            std::process::id()
+        )
+    });
+    let lease = SealerLease::start(store.jetstream(), &options, node, LeaseOptions::default())
+        .await
+        .context("cannot contend for the sealer lease")?;
+    let closing = Arc::clone(&store);
+    let result = serve_store(
+        args,
+        &store,
+        identity,
+        Some(lease.holding()),
+        signals,
+        async move || closing.close().await,
+    )
+    .await;
+    // Released after the final checkpoint, so another node takes over at once.
+    lease.stop().await;
+    store.close().await;
+    result
+}
+
+/// Serves an open store until a shutdown signal; signs the final checkpoint (when this node is
+/// the sealer: `sealer` is `None` or says so) and closes the store.
+async fn serve_store<S: EventStore + KeyStore>(
+    args: &ServeArgs,
+    store: &Arc<S>,
+    identity: Arc<ServerIdentity>,
+    sealer: Option<tokio::sync::watch::Receiver<bool>>,
+    signals: &mut ShutdownSignals,
+    close_store: impl AsyncFnOnce(),
+) -> anyhow::Result<()> {
     let projections = {
         let dir = args.data.join("projections");
         tokio::task::spawn_blocking(move || Projections::open(&dir))
@@ -188,8 +310,12 @@ async fn serve_store(
         .local_addr()
         .context("cannot read the listening address")?;
 
-    let checkpointer = Checkpointer::new(Arc::clone(store), Arc::clone(&identity))
-        .spawn(Duration::from_millis(args.checkpoint_interval_ms));
+    let checkpointer = Checkpointer::new(Arc::clone(store), Arc::clone(&identity));
+    let checkpointer = match &sealer {
+        Some(sealer) => checkpointer.gated(sealer.clone()),
+        None => checkpointer,
+    }
+    .spawn(Duration::from_millis(args.checkpoint_interval_ms));
     let ledger = Arc::new(Ledger::new(Arc::clone(store), Arc::clone(&identity)));
     let (stop_following, following_stopped) = tokio::sync::watch::channel(false);
     let follower = tokio::spawn({
@@ -244,6 +370,7 @@ async fn serve_store(
         tokio::spawn(sweep_retention(
             stewardship,
             Duration::from_secs(args.retention_interval_s),
+            sealer.clone(),
         ))
     });
 
@@ -330,7 +457,7 @@ async fn serve_store(
     checkpointer.stop().await;
     // Closing the store ends the subscriptions still open, so their clients see the stream end
     // rather than a reset connection; give the server a moment to say so.
-    store.close().await;
+    close_store().await;
     if served.is_none() {
         match tokio::time::timeout(Duration::from_millis(SUBSCRIPTION_END_MS), &mut server).await {
             Ok(result) => served = Some(result),
@@ -365,12 +492,19 @@ const SERVER_ACTOR: &str = "cairn";
 const RETENTION_SWEEPER: &str = "cairn:retention";
 
 /// Sweeps every tenant's expired personal data every `interval`, the first time one interval after
-/// start.
-async fn sweep_retention(stewardship: Arc<Stewardship<EmbeddedStore>>, interval: Duration) {
+/// start; with several nodes, only the one that holds the sealer lease sweeps.
+async fn sweep_retention<S: EventStore + KeyStore>(
+    stewardship: Arc<Stewardship<S>>,
+    interval: Duration,
+    sealer: Option<tokio::sync::watch::Receiver<bool>>,
+) {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        if sealer.as_ref().is_some_and(|sealer| !*sealer.borrow()) {
+            continue;
+        }
         match stewardship
             .run_all(RETENTION_SWEEPER, cairn_store::now().0)
             .await
