@@ -343,6 +343,8 @@ async fn serve_store<S: EventStore + KeyStore>(
     })?);
     // Records the repeated denials of each window once it ends, and all of them at shutdown.
     let denied_flusher = governance.spawn_denied_flusher(DENIED_FLUSH_INTERVAL);
+    // Grants and revocations recorded by other nodes of a shared ledger apply here too.
+    let grants_follower = governance.spawn_grants_follower();
     let active = governance.active();
     tracing::info!(
         source = %active.source,
@@ -454,6 +456,7 @@ async fn serve_store<S: EventStore + KeyStore>(
     // The server takes no new calls: the repeated denials still counted are recorded, and the
     // final checkpoint covers every record appended through it.
     denied_flusher.stop().await;
+    grants_follower.abort();
     checkpointer.stop().await;
     // Closing the store ends the subscriptions still open, so their clients see the stream end
     // rather than a reset connection; give the server a moment to say so.

@@ -461,6 +461,62 @@ impl<S: EventStore + KeyStore> Governance<S> {
         DeniedFlusherHandle { stop, task }
     }
 
+    /// Takes the runtime grants from the ledger again and, if they changed (another node of a
+    /// shared ledger granted or revoked), compiles them into the bundle in force. Returns whether
+    /// anything changed.
+    pub async fn refresh_grants(&self) -> Result<bool, ServiceError> {
+        let _changing = self.changing.lock().await;
+        self.refresh_grants_locked().await
+    }
+
+    async fn refresh_grants_locked(&self) -> Result<bool, ServiceError> {
+        let grants =
+            fold_grants(&read_stream(self.ledger.store().as_ref(), &grants_stream()).await?)?;
+        let active = self.active();
+        if grants == active.grants {
+            return Ok(false);
+        }
+        let authorizer = Authorizer::compile(&active.bundle, &grants).map_err(policy_error)?;
+        self.replace(Active {
+            bundle: active.bundle.clone(),
+            authorizer,
+            grants,
+            source: active.source.clone(),
+            git_commit: active.git_commit.clone(),
+            tests_passed: active.tests_passed,
+            activated_at: active.activated_at,
+        });
+        Ok(true)
+    }
+
+    /// Follows the ledger in the background and applies every grant or revocation recorded by
+    /// anyone (on a ledger shared by several nodes, the others' too) as soon as this node's store
+    /// has it. Ends when the store's live feed ends; abort it to stop earlier.
+    pub fn spawn_grants_follower(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let governance = Arc::clone(self);
+        let mut live = self.ledger.store().live();
+        let stream = grants_stream();
+        tokio::spawn(async move {
+            loop {
+                let refresh = match live.recv().await {
+                    Ok(record) => record.envelope.stream == stream,
+                    // Records were missed: one of them may have been a grant.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                if refresh {
+                    match governance.refresh_grants().await {
+                        Ok(true) => tracing::info!("runtime grants changed in the ledger; applied"),
+                        Ok(false) => {}
+                        Err(error) => {
+                            tracing::error!(%error, "cannot apply the ledger's runtime grants")
+                        }
+                    }
+                }
+            }
+        })
+    }
+
     /// Loads the bundle again from its source. Identical files record nothing; a bundle that
     /// does not parse or fails its tests records `policy.refused` and is refused
     /// (FAILED_PRECONDITION), and the active one stays.
@@ -617,6 +673,8 @@ impl<S: EventStore + KeyStore> Governance<S> {
             });
         }
         let _changing = self.changing.lock().await;
+        // Start from the ledger's grants: another node may have changed them.
+        self.refresh_grants_locked().await?;
         let active = self.active();
         let mut grants = active.grants.clone();
         let existing = grants.iter().position(|g| *g == grant);

@@ -792,3 +792,62 @@ async fn the_denial_flusher_records_ended_windows_and_everything_when_stopped() 
     assert_eq!(governance.denials_pending(), (0, 0));
     assert_eq!(tally(&denied_log(&governance, "acme").await), (2, 2, 4 + 5));
 }
+
+/// Two nodes of one shared ledger (two `Governance`s over one store): a grant or revocation
+/// recorded by one applies on the other as soon as its store has the record, and a change on the
+/// second starts from what the first recorded.
+#[tokio::test]
+async fn grants_recorded_by_another_node_apply_here() {
+    let (store, ledger_a) = ledger();
+    let identity = Arc::new(ServerIdentity::from_secrets([1; 32], [2; 32], [3; 32]));
+    let ledger_b = Arc::new(Ledger::new(Arc::clone(&store), identity));
+    let a = Arc::new(
+        Governance::start(Arc::clone(&ledger_a), BundleSource::BuiltIn, None)
+            .await
+            .unwrap(),
+    );
+    let b = Arc::new(
+        Governance::start(Arc::clone(&ledger_b), BundleSource::BuiltIn, None)
+            .await
+            .unwrap(),
+    );
+    let follower = b.spawn_grants_follower();
+    let method = "/cairn.v1.DecisionService/AcceptDecision";
+    let grant = Grant {
+        principal: "user:zoe".into(),
+        role: "role:owner".into(),
+        tenant: "acme".into(),
+    };
+    a.grant("cairn:admin", grant.clone(), "covering")
+        .await
+        .unwrap();
+    // Until b's follower has applied it (the deadline only bounds a hang).
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while b.active().grants.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("b's follower applies a's grant");
+    b.authorize(&caller("user:zoe"), method, "acme")
+        .await
+        .unwrap();
+    // b revokes what a granted; a refreshes before its next change and sees it gone.
+    b.revoke("cairn:admin", grant.clone(), "back")
+        .await
+        .unwrap();
+    assert!(
+        a.refresh_grants().await.unwrap(),
+        "a applies b's revocation"
+    );
+    assert!(
+        a.authorize(&caller("user:zoe"), method, "acme")
+            .await
+            .is_err()
+    );
+    assert!(
+        a.revoke("cairn:admin", grant, "again").await.is_err(),
+        "a revocation starts from the ledger's grants"
+    );
+    follower.abort();
+}
