@@ -70,7 +70,8 @@ struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a server on the embedded store until SIGINT or SIGTERM.
+    /// Run a server until SIGINT or SIGTERM: on the embedded store, or as one node of a ledger on
+    /// NATS JetStream (`--store nats://...`).
     Serve(serve::ServeArgs),
     /// Append events to one stream.
     Append(append::AppendArgs),
