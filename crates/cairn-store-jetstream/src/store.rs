@@ -36,6 +36,21 @@ const CHECKPOINT_CACHE_MAX_AGE: Duration = Duration::from_secs(1);
 /// JetStream error codes cairn acts on.
 const WRONG_LAST_SEQUENCE: u64 = 10071;
 const BATCH_HAS_DUPLICATE: u64 = 10201;
+/// The server holds too many unfinished atomic batches (50 per stream by default).
+const BATCHES_IN_FLIGHT: u64 = 10210;
+
+/// How long an append waits before it tries again when the server has too many batches open.
+const BATCH_BACKOFF: Duration = Duration::from_millis(5);
+
+/// What publishing an append came to.
+enum Published {
+    /// Stored (or stored before: `duplicate`), the last record at this sequence.
+    Stored { last_sequence: u64, duplicate: bool },
+    /// The subject moved, or a batch holds an id recorded already: catch up and plan again.
+    Conflict,
+    /// The server had no room for another batch now: try again shortly.
+    Busy,
+}
 
 /// Where the ledger lives and how to reach it.
 #[derive(Clone, Debug)]
@@ -480,15 +495,14 @@ impl JetStreamStore {
         self.wait_applied(Position(last)).await
     }
 
-    /// Publishes the events of one append; `Ok(None)`: a conflict (the subject moved, or a batch
-    /// holds an id recorded already) to catch up on and plan again.
+    /// Publishes the events of one append.
     async fn publish(
         &self,
         subject: &str,
         events: &[NewEvent],
         bodies: &[Bytes],
         last_subject_sequence: u64,
-    ) -> Result<Option<(u64, bool)>, StoreError> {
+    ) -> Result<Published, StoreError> {
         let message_headers = |index: usize| {
             let mut headers = HeaderMap::new();
             headers.insert(
@@ -511,8 +525,13 @@ impl JetStreamStore {
                 .map_err(|error| unavailable("cannot publish", error))?
                 .await;
             return match ack {
-                Ok(ack) => Ok(Some((ack.sequence, ack.duplicate))),
-                Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => Ok(None),
+                Ok(ack) => Ok(Published::Stored {
+                    last_sequence: ack.sequence,
+                    duplicate: ack.duplicate,
+                }),
+                Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => {
+                    Ok(Published::Conflict)
+                }
                 Err(error) => Err(unavailable("the append was not acknowledged", error)),
             };
         }
@@ -555,11 +574,16 @@ impl JetStreamStore {
                 )
             })?;
         match response {
-            jetstream::response::Response::Ok(ack) => Ok(Some((ack.sequence, ack.duplicate))),
+            jetstream::response::Response::Ok(ack) => Ok(Published::Stored {
+                last_sequence: ack.sequence,
+                duplicate: ack.duplicate,
+            }),
             jetstream::response::Response::Err { error } => {
                 let code = error.error_code().0;
                 if code == WRONG_LAST_SEQUENCE || code == BATCH_HAS_DUPLICATE {
-                    Ok(None)
+                    Ok(Published::Conflict)
+                } else if code == BATCHES_IN_FLIGHT {
+                    Ok(Published::Busy)
                 } else {
                     Err(unavailable("the append was refused", error))
                 }
@@ -778,7 +802,10 @@ impl EventStore for JetStreamStore {
                 .publish(&subject, &events, &bodies, last_subject_sequence)
                 .await?
             {
-                Some((last_sequence, duplicate)) => {
+                Published::Stored {
+                    last_sequence,
+                    duplicate,
+                } => {
                     self.wait_applied(Position(last_sequence)).await?;
                     // The applied records answer: positions and versions as every node derives
                     // them, and the content check of a duplicate.
@@ -794,7 +821,8 @@ impl EventStore for JetStreamStore {
                         }),
                     };
                 }
-                None => self.catch_up().await?,
+                Published::Conflict => self.catch_up().await?,
+                Published::Busy => tokio::time::sleep(BATCH_BACKOFF).await,
             }
         }
         Err(StoreError::Unavailable(format!(

@@ -216,3 +216,39 @@ fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_concurrent_batches_are_each_stored_whole() {
+    let server = server().await;
+    let store = JetStreamStore::open(options(&server)).await.expect("open");
+    // More concurrent batches than the server keeps open at once (50 per stream).
+    let tasks: Vec<_> = (0..80)
+        .map(|writer| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let events = (0..3)
+                    .map(|i| event(&format!("batch-{writer}-{i}")))
+                    .collect();
+                store
+                    .append(
+                        stream(&format!("batch-{writer}")),
+                        ExpectedVersion::NoStream,
+                        events,
+                    )
+                    .await
+                    .expect("a batch is stored")
+            })
+        })
+        .collect();
+    for task in tasks {
+        let result = task.await.expect("writer");
+        assert_eq!(
+            result.last_position.0 - result.first_position.0,
+            2,
+            "contiguous"
+        );
+        assert_eq!(result.last_version.0, 3);
+    }
+    assert_eq!(store.head().await.unwrap().position, Position(240));
+    store.close().await;
+}
