@@ -258,18 +258,23 @@ async fn serve_jetstream(args: &ServeArgs, signals: &mut ShutdownSignals) -> any
     let lease = SealerLease::start(store.jetstream(), &options, node, LeaseOptions::default())
         .await
         .context("cannot contend for the sealer lease")?;
+    let holding = lease.holding();
     let closing = Arc::clone(&store);
     let result = serve_store(
         args,
         &store,
         identity,
-        Some(lease.holding()),
+        Some(holding),
         signals,
-        async move || closing.close().await,
+        async move || {
+            // After the final checkpoint, and while the connection is still open: another node
+            // takes over at once instead of after the lease's time to live.
+            lease.stop().await;
+            closing.close().await
+        },
     )
     .await;
-    // Released after the final checkpoint, so another node takes over at once.
-    lease.stop().await;
+    // Closing twice is harmless: this also covers a start-up failure.
     store.close().await;
     result
 }

@@ -25,8 +25,8 @@ use crate::{SERVER_VERSION_MIN, ServerVersion, keys::Keys, wire};
 /// the caller is told to try again.
 const APPEND_ATTEMPTS_MAX: usize = 32;
 
-/// How long an acknowledged append waits for this node to apply its records, and a catch-up for
-/// the node to reach the stream's last sequence.
+/// How long a wait for this node to apply records (an acknowledged append's, a catch-up's, the
+/// stream's at start) may see no progress before it fails.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long `head` may answer with a cached latest checkpoint (other nodes' checkpoints appear
@@ -455,31 +455,33 @@ impl JetStreamStore {
         Ok(())
     }
 
-    /// Waits until this node has applied the stream through `position`.
+    /// Waits until this node has applied the stream through `position`. Fails if the node
+    /// applies nothing for [`APPLY_TIMEOUT`] (a start-up over a long stream may take longer in
+    /// all, as long as it moves).
     pub async fn wait_applied(&self, position: Position) -> Result<(), StoreError> {
         let mut head = self.shared.head.subscribe();
-        let reached = tokio::time::timeout(APPLY_TIMEOUT, async {
-            loop {
-                if *head.borrow_and_update() >= position {
-                    return Ok(());
-                }
-                if let Some(detail) = &self.shared.read().failed {
-                    return Err(StoreError::Corrupt {
-                        position: None,
-                        detail: detail.clone(),
-                    });
-                }
-                if head.changed().await.is_err() || *self.stop.borrow() {
-                    return Err(StoreError::Unavailable("the store is closed".into()));
+        loop {
+            if *head.borrow_and_update() >= position {
+                return Ok(());
+            }
+            if let Some(detail) = &self.shared.read().failed {
+                return Err(StoreError::Corrupt {
+                    position: None,
+                    detail: detail.clone(),
+                });
+            }
+            match tokio::time::timeout(APPLY_TIMEOUT, head.changed()).await {
+                Ok(Ok(())) if !*self.stop.borrow() => {}
+                Ok(_) => return Err(StoreError::Unavailable("the store is closed".into())),
+                Err(_) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "this node has applied nothing for {APPLY_TIMEOUT:?} while waiting for \
+                         position {position} (it is at {})",
+                        *head.borrow()
+                    )));
                 }
             }
-        })
-        .await;
-        reached.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(format!(
-                "this node has not applied position {position} within {APPLY_TIMEOUT:?}"
-            )))
-        })
+        }
     }
 
     /// Waits until this node has applied everything the stream held when it was asked.
