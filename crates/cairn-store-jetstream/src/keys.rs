@@ -73,10 +73,13 @@ impl Keys {
             problems.push("it has an age, byte or message limit that would drop keys");
         }
         if !problems.is_empty() {
-            return Err(StoreError::Unavailable(format!(
-                "key bucket {name} cannot hold data keys: {}",
-                problems.join("; ")
-            )));
+            return Err(StoreError::InvalidArgument {
+                field: "store",
+                reason: format!(
+                    "key bucket {name} cannot hold data keys: {}",
+                    problems.join("; ")
+                ),
+            });
         }
         let bucket = js
             .get_key_value(&name)

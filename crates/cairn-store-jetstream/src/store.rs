@@ -29,6 +29,10 @@ const APPEND_ATTEMPTS_MAX: usize = 32;
 /// stream's at start) may see no progress before it fails.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long start-up waits for JetStream to answer (a cluster that has just started elects its
+/// leaders first).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How long `head` may answer with a cached latest checkpoint (other nodes' checkpoints appear
 /// within this).
 const CHECKPOINT_CACHE_MAX_AGE: Duration = Duration::from_secs(1);
@@ -363,11 +367,14 @@ async fn ensure_stream(
         .map_err(|error| unavailable(&format!("cannot read stream {name}"), error))?;
     let problems = check_stream_config(&info.config, &subject);
     if !problems.is_empty() {
-        return Err(StoreError::Unavailable(format!(
-            "stream {name} cannot hold a ledger: {}; fix its configuration or name another \
-             stream (--nats-stream)",
-            problems.join("; ")
-        )));
+        return Err(StoreError::InvalidArgument {
+            field: "store",
+            reason: format!(
+                "stream {name} cannot hold a ledger: {}; fix its configuration or name another \
+                 stream (--nats-stream)",
+                problems.join("; ")
+            ),
+        });
     }
     Ok(handle)
 }
@@ -380,9 +387,25 @@ impl JetStreamStore {
         let js = jetstream::ContextBuilder::new()
             .timeout(options.request_timeout)
             .build(client.clone());
-        let mut records = ensure_stream(&js, record_stream_config(&options)).await?;
-        ensure_stream(&js, checkpoint_stream_config(&options)).await?;
-        let keys = Keys::open(&js, &options).await?;
+        // A server (or cluster) that has just started may not answer JetStream requests yet: try
+        // again until START_TIMEOUT; a configuration cairn refuses fails at once.
+        let deadline = Instant::now() + START_TIMEOUT;
+        let (mut records, keys) = loop {
+            let attempt = async {
+                let records = ensure_stream(&js, record_stream_config(&options)).await?;
+                ensure_stream(&js, checkpoint_stream_config(&options)).await?;
+                let keys = Keys::open(&js, &options).await?;
+                Ok::<_, StoreError>((records, keys))
+            };
+            match attempt.await {
+                Ok(opened) => break opened,
+                Err(StoreError::Unavailable(reason)) if Instant::now() < deadline => {
+                    tracing::warn!(%reason, "JetStream is not ready; trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        };
         let (live, _) = broadcast::channel(limits::LIVE_BUFFER_RECORDS);
         let (head, _) = watch::channel(Position::ZERO);
         let shared = Arc::new(Shared {
@@ -661,7 +684,8 @@ async fn follow(
     }
 }
 
-/// Consumes the record stream from `from` with an ordered consumer until it fails.
+/// Consumes the record stream from `from` with an ordered consumer until it fails, or until the
+/// watchdog finds it stuck.
 async fn consume(
     js: &jetstream::Context,
     options: &JetStreamOptions,
@@ -685,92 +709,180 @@ async fn consume(
         .messages()
         .await
         .map_err(|error| unavailable("cannot consume the record stream", error))?;
-    while let Some(message) = messages.next().await {
-        let message = message.map_err(|error| unavailable("consuming the record stream", error))?;
-        let info = message
-            .info()
-            .map_err(|error| unavailable("a consumed message has no metadata", error))?;
-        let sequence = info.stream_sequence;
-        let published = Timestamp((info.published.unix_timestamp_nanos() / 1_000) as i64);
-        apply(
-            options,
-            shared,
-            sequence,
-            published,
-            &message.subject,
-            &message.payload,
-        )?;
+    let mut applier = Applier {
+        options,
+        shared,
+        pending: Vec::new(),
+    };
+    let mut watchdog = tokio::time::interval(WATCHDOG_INTERVAL);
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stuck_at: Option<Position> = None;
+    loop {
+        tokio::select! {
+            message = messages.next() => {
+                let Some(message) = message else {
+                    return Err(StoreError::Unavailable("the record stream's consumer ended".into()));
+                };
+                let message =
+                    message.map_err(|error| unavailable("consuming the record stream", error))?;
+                let info = message
+                    .info()
+                    .map_err(|error| unavailable("a consumed message has no metadata", error))?;
+                let sequence = info.stream_sequence;
+                let published = Timestamp((info.published.unix_timestamp_nanos() / 1_000) as i64);
+                applier.apply(sequence, published, &message.subject, &message.payload)?;
+            }
+            _ = watchdog.tick() => {
+                // A consumer can go quiet without an error (its server restarted, its stream's
+                // leader moved) for as long as its heartbeats take to be missed: if the stream
+                // holds more than this node applied and nothing arrived for a whole interval,
+                // start again from the last applied record.
+                let head = shared.read().head();
+                let Ok(Ok(stream)) =
+                    tokio::time::timeout(WATCHDOG_INTERVAL, js.get_stream(&options.stream)).await
+                else {
+                    continue;
+                };
+                let last_sequence = stream.cached_info().state.last_sequence;
+                if last_sequence <= head.0 {
+                    stuck_at = None;
+                } else if stuck_at == Some(head) {
+                    return Err(StoreError::Unavailable(format!(
+                        "the record stream's consumer delivered nothing for {WATCHDOG_INTERVAL:?} \
+                         while the stream holds {last_sequence} records and this node applied \
+                         {head}"
+                    )));
+                } else {
+                    stuck_at = Some(head);
+                }
+            }
+        }
     }
-    Err(StoreError::Unavailable(
-        "the record stream's consumer ended".into(),
-    ))
 }
 
-/// Applies the message at `sequence`: the next position, or one applied already (a consumer
-/// recreated after a failure may deliver it again).
-fn apply(
-    options: &JetStreamOptions,
-    shared: &Shared,
-    sequence: u64,
-    published: Timestamp,
-    subject: &str,
-    payload: &[u8],
-) -> Result<(), StoreError> {
-    let mut state = shared.write();
-    let head = state.head();
-    if sequence <= head.0 {
-        return Ok(());
-    }
-    let position = head.next();
-    if sequence != position.0 {
-        return Err(StoreError::Corrupt {
-            position: Some(position),
-            detail: format!("the record stream skips from {head} to {sequence}"),
-        });
-    }
-    let recorded_at = published.max(state.last_recorded_at);
-    let record = wire::decode(
-        options.prefix(),
-        subject,
-        payload,
-        position,
-        recorded_at,
-        |stream| {
-            StreamVersion(
-                state
-                    .streams
-                    .get(stream)
-                    .map_or(0, |positions| positions.len() as u64)
-                    + 1,
-            )
-        },
-    )?;
-    let record = Arc::new(record);
-    let envelope = &record.envelope;
-    state.last_recorded_at = recorded_at;
-    state
-        .streams
-        .entry(envelope.stream.clone())
-        .or_default()
-        .push(position);
-    if let Some(first) = state.event_ids.get(&envelope.event_id) {
-        // Possible only if two nodes recorded one id on different streams beyond the server's
-        // de-duplication window while one of them had not applied the other's record.
-        tracing::error!(
-            event_id = %envelope.event_id,
-            first = %first,
-            again = %position,
-            "an event id is recorded twice; the first position answers for it"
+/// How often the follower checks that its consumer still delivers.
+const WATCHDOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Applies consumed messages in order. The records of one append become visible together: the
+/// first ones wait in `pending` until the last arrives (an atomic batch is stored whole, so it
+/// does).
+struct Applier<'a> {
+    options: &'a JetStreamOptions,
+    shared: &'a Shared,
+    pending: Vec<Arc<Record>>,
+}
+
+impl Applier<'_> {
+    /// Applies the message at `sequence`: the next position, or one applied already (a consumer
+    /// recreated after a failure may deliver it again).
+    fn apply(
+        &mut self,
+        sequence: u64,
+        published: Timestamp,
+        subject: &str,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
+        let (head, last_recorded_at) = {
+            let state = self.shared.read();
+            (state.head(), state.last_recorded_at)
+        };
+        let known = head.0 + self.pending.len() as u64;
+        if sequence <= known {
+            return Ok(());
+        }
+        let position = Position(known + 1);
+        if sequence != position.0 {
+            return Err(StoreError::Corrupt {
+                position: Some(position),
+                detail: format!("the record stream skips from {known} to {sequence}"),
+            });
+        }
+        let recorded_at = published.max(
+            self.pending
+                .last()
+                .map_or(last_recorded_at, |record| record.envelope.recorded_at),
         );
-    } else {
-        state.event_ids.insert(envelope.event_id, position);
+        let decoded = {
+            let state = self.shared.read();
+            let pending = &self.pending;
+            wire::decode(
+                self.options.prefix(),
+                subject,
+                payload,
+                position,
+                recorded_at,
+                |stream| {
+                    let applied = state
+                        .streams
+                        .get(stream)
+                        .map_or(0, |positions| positions.len() as u64);
+                    let waiting = pending
+                        .iter()
+                        .filter(|record| &record.envelope.stream == stream)
+                        .count() as u64;
+                    StreamVersion(applied + waiting + 1)
+                },
+            )?
+        };
+        if usize::from(decoded.batch_index) != self.pending.len()
+            || self
+                .pending
+                .first()
+                .is_some_and(|first| first.envelope.stream != decoded.record.envelope.stream)
+        {
+            return Err(StoreError::Corrupt {
+                position: Some(position),
+                detail: format!(
+                    "record {} of an append of {} follows {} records of an unfinished append",
+                    decoded.batch_index,
+                    decoded.batch_len,
+                    self.pending.len()
+                ),
+            });
+        }
+        self.pending.push(Arc::new(decoded.record));
+        if usize::from(decoded.batch_len) == self.pending.len() {
+            self.commit();
+        }
+        Ok(())
     }
-    state.tree.push(record.leaf_hash());
-    state.records.push(Arc::clone(&record));
-    drop(state);
-    let _ = shared.live.send(record);
-    shared.head.send_replace(position);
-    Ok(())
+
+    /// Makes the pending records of a whole append visible, in one step.
+    fn commit(&mut self) {
+        let records = std::mem::take(&mut self.pending);
+        let mut state = self.shared.write();
+        for record in &records {
+            let envelope = &record.envelope;
+            let position = envelope.position;
+            state.last_recorded_at = envelope.recorded_at;
+            state
+                .streams
+                .entry(envelope.stream.clone())
+                .or_default()
+                .push(position);
+            if let Some(first) = state.event_ids.get(&envelope.event_id) {
+                // Possible only if two nodes recorded one id on different streams beyond the
+                // server's de-duplication window while one of them had not applied the other's
+                // record.
+                tracing::error!(
+                    event_id = %envelope.event_id,
+                    first = %first,
+                    again = %position,
+                    "an event id is recorded twice; the first position answers for it"
+                );
+            } else {
+                state.event_ids.insert(envelope.event_id, position);
+            }
+            state.tree.push(record.leaf_hash());
+            state.records.push(Arc::clone(record));
+        }
+        let head = state.head();
+        drop(state);
+        for record in records {
+            let _ = self.shared.live.send(record);
+        }
+        self.shared.head.send_replace(head);
+    }
 }
 
 #[async_trait]
@@ -784,21 +896,37 @@ impl EventStore for JetStreamStore {
         validate_append(&stream, &events)?;
         self.check_serving()?;
         let subject = wire::subject(self.options.prefix(), &stream);
-        let bodies: Vec<Bytes> = events
-            .iter()
-            .map(|event| Bytes::from(wire::encode(&stream, event)))
+        let bodies: Vec<Bytes> = wire::encode_append(&stream, &events)
+            .into_iter()
+            .map(Bytes::from)
             .collect();
+        // Whether this node has caught up with the stream since the append began: a refusal
+        // (wrong version, ids recorded in part) is final only from a view at least that fresh,
+        // since another node may have appended what this node has not applied yet.
+        let mut caught_up = false;
         for _ in 0..APPEND_ATTEMPTS_MAX {
-            let last_subject_sequence = {
+            let planned = {
                 let state = self.shared.read();
-                match plan_append(&*state, &stream, expected, &events)? {
-                    AppendPlan::Duplicate(result) => return Ok(result),
-                    AppendPlan::Write { .. } => state
+                plan_append(&*state, &stream, expected, &events).map(|plan| {
+                    let last_subject_sequence = state
                         .streams
                         .get(&stream)
                         .and_then(|positions| positions.last())
-                        .map_or(0, |position| position.0),
+                        .map_or(0, |position| position.0);
+                    (plan, last_subject_sequence)
+                })
+            };
+            let last_subject_sequence = match planned {
+                Ok((AppendPlan::Duplicate(result), _)) => return Ok(result),
+                Ok((AppendPlan::Write { .. }, last_subject_sequence)) => last_subject_sequence,
+                Err(
+                    StoreError::WrongExpectedVersion { .. } | StoreError::EventIdConflict { .. },
+                ) if !caught_up => {
+                    self.catch_up().await?;
+                    caught_up = true;
+                    continue;
                 }
+                Err(error) => return Err(error),
             };
             match self
                 .publish(&subject, &events, &bodies, last_subject_sequence)
@@ -823,7 +951,10 @@ impl EventStore for JetStreamStore {
                         }),
                     };
                 }
-                Published::Conflict => self.catch_up().await?,
+                Published::Conflict => {
+                    self.catch_up().await?;
+                    caught_up = true;
+                }
                 Published::Busy => tokio::time::sleep(BATCH_BACKOFF).await,
             }
         }

@@ -35,6 +35,10 @@ struct Body {
     payload_commitment: Hash,
     #[serde(with = "serde_bytes")]
     payload: Vec<u8>,
+    /// This record's index in its append, and the append's length: a node shows the records of
+    /// an append only once it has them all.
+    batch_index: u16,
+    batch_len: u16,
 }
 
 /// The subject of a ledger stream's records: `PREFIX.s.` and 32 hex digits of a blake3 hash of
@@ -59,8 +63,23 @@ pub fn subjects_filter(prefix: &str) -> String {
     format!("{prefix}.s.*")
 }
 
-/// Encodes the body of one event of an append to `stream`.
+/// Encodes the body of an append of one event to `stream`.
 pub fn encode(stream: &StreamId, event: &NewEvent) -> Vec<u8> {
+    encode_at(stream, event, 0, 1)
+}
+
+/// Encodes the bodies of an append of `events` to `stream` (at most
+/// `cairn_store::limits::APPEND_EVENTS_MAX`).
+pub fn encode_append(stream: &StreamId, events: &[NewEvent]) -> Vec<Vec<u8>> {
+    let len = u16::try_from(events.len()).expect("an append holds at most 1,000 events");
+    events
+        .iter()
+        .enumerate()
+        .map(|(index, event)| encode_at(stream, event, index as u16, len))
+        .collect()
+}
+
+fn encode_at(stream: &StreamId, event: &NewEvent, batch_index: u16, batch_len: u16) -> Vec<u8> {
     let body = Body {
         format: BODY_FORMAT_V1,
         stream: stream.clone(),
@@ -76,13 +95,26 @@ pub fn encode(stream: &StreamId, event: &NewEvent) -> Vec<u8> {
         policy_bundle_hash: event.policy_bundle_hash,
         payload_commitment: payload_commitment(&event.payload),
         payload: event.payload.clone(),
+        batch_index,
+        batch_len,
     };
     postcard::to_allocvec(&body).expect("a body always encodes")
 }
 
+/// A decoded record and its place in its append.
+pub struct Decoded {
+    /// The record.
+    pub record: Record,
+    /// Its index in its append.
+    pub batch_index: u16,
+    /// The append's length.
+    pub batch_len: u16,
+}
+
 /// Decodes the message at `position` into its record, checking the subject, the payload
-/// commitment and the sealed payload's key. `next_version` gives the stream version of the next
-/// record of a stream; `recorded_at` is the time the consuming node derived.
+/// commitment, the sealed payload's key and the place in its append. `next_version` gives the
+/// stream version of the next record of a stream; `recorded_at` is the time the consuming node
+/// derived.
 pub fn decode(
     prefix: &str,
     message_subject: &str,
@@ -90,7 +122,7 @@ pub fn decode(
     position: Position,
     recorded_at: Timestamp,
     next_version: impl FnOnce(&StreamId) -> StreamVersion,
-) -> Result<Record, StoreError> {
+) -> Result<Decoded, StoreError> {
     let body: Body = postcard::from_bytes(bytes).map_err(|error| corrupt(position, error))?;
     if body.format != BODY_FORMAT_V1 {
         return Err(StoreError::Corrupt {
@@ -111,6 +143,15 @@ pub fn decode(
         return Err(StoreError::Corrupt {
             position: Some(position),
             detail: "the payload does not match the commitment it was published with".into(),
+        });
+    }
+    if body.batch_len == 0 || body.batch_index >= body.batch_len {
+        return Err(StoreError::Corrupt {
+            position: Some(position),
+            detail: format!(
+                "record {} of an append of {} does not exist",
+                body.batch_index, body.batch_len
+            ),
         });
     }
     let sealed = cairn_ledger::SealedPayload::decode(&body.payload)
@@ -137,7 +178,13 @@ pub fn decode(
         payload_len: 0,
         policy_bundle_hash: body.policy_bundle_hash,
     };
-    Record::new(envelope, body.payload).map_err(|error| corrupt(position, error))
+    let (batch_index, batch_len) = (body.batch_index, body.batch_len);
+    let record = Record::new(envelope, body.payload).map_err(|error| corrupt(position, error))?;
+    Ok(Decoded {
+        record,
+        batch_index,
+        batch_len,
+    })
 }
 
 fn corrupt(position: Position, error: impl std::fmt::Display) -> StoreError {
@@ -167,7 +214,8 @@ mod tests {
                 StreamVersion(2)
             },
         )
-        .unwrap();
+        .unwrap()
+        .record;
         assert_eq!(record.envelope.stream_version, StreamVersion(2));
         assert_eq!(record.envelope.position, Position(7));
         assert_eq!(record.envelope.event_id, event.event_id);

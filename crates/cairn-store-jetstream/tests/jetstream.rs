@@ -252,3 +252,45 @@ async fn many_concurrent_batches_are_each_stored_whole() {
     assert_eq!(store.head().await.unwrap().position, Position(240));
     store.close().await;
 }
+
+/// A node that has not applied another node's append yet still answers an append made in view
+/// of it: a refusal is final only after the node caught up with the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_behind_catches_up_before_it_refuses() {
+    let server = server().await;
+    let a = JetStreamStore::open(options(&server))
+        .await
+        .expect("node a");
+    let b = JetStreamStore::open(options(&server))
+        .await
+        .expect("node b");
+    for round in 0..20u64 {
+        let on = stream(&format!("behind-{round}"));
+        let first = vec![
+            event(&format!("behind-{round}-1")),
+            event(&format!("behind-{round}-2")),
+        ];
+        let acked = a
+            .append(on.clone(), ExpectedVersion::NoStream, first.clone())
+            .await
+            .unwrap();
+        // At once on b: the next version, and a re-send of a's batch.
+        let next = b
+            .append(
+                on.clone(),
+                ExpectedVersion::Exact(acked.last_version),
+                vec![event(&format!("behind-{round}-3"))],
+            )
+            .await
+            .expect("b appends in view of a's append");
+        assert_eq!(next.last_version.0, 3);
+        let again = b
+            .append(on, ExpectedVersion::NoStream, first)
+            .await
+            .expect("b answers a's batch as a retry");
+        assert_eq!(again.first_position, acked.first_position);
+        assert!(again.deduplicated);
+    }
+    a.close().await;
+    b.close().await;
+}
