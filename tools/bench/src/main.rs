@@ -17,8 +17,13 @@
 //! Run it in release: `cargo run --release -p cairn-bench -- [--quick] [--dir DIR]`. Every phase
 //! is bounded in time, so a full run takes a minute and a half and `--quick` about ten seconds.
 //! The bench is not part of the test suite; it never asserts, it reports.
+//!
+//! `--feedback-loop` runs the feedback-loop benchmark instead (see `feedback_loop`), and
+//! `--jetstream` cairn's appends on JetStream beside raw async-nats publishes (see `jetstream`;
+//! it needs `CAIRN_NATS_SERVER`, which `cargo xtask nats-server` prints).
 
 mod feedback_loop;
+mod jetstream;
 
 /// The allocator of the cairn binary, so the benchmark measures what runs (see cairn-cli).
 #[global_allocator]
@@ -86,6 +91,18 @@ struct Args {
     /// Ledger events of the feedback-loop data set.
     #[arg(long, default_value_t = 1_000_000)]
     events: u64,
+    /// Run the JetStream benchmark (cairn's appends on JetStream beside raw async-nats publishes,
+    /// issue 5) instead of the append phases. Needs nats-server 2.12+ (`$CAIRN_NATS_SERVER`, see
+    /// `cargo xtask nats-server`).
+    #[arg(long)]
+    jetstream: bool,
+    /// cairn nodes of the JetStream benchmark's several-node phases (at least 2).
+    #[arg(long, default_value_t = 2)]
+    nodes: usize,
+    /// Run only the JetStream phases whose tag (RAW_8, RAWP_256, CAIRN_1N_64, SPLIT_64, ...)
+    /// contains this, for profiling one of them.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 fn main() -> Result<()> {
@@ -103,6 +120,17 @@ fn main() -> Result<()> {
         .build()?;
     if args.feedback_loop {
         let report = runtime.block_on(feedback_loop::run(base.path(), args.events))?;
+        println!("{report}");
+        return Ok(());
+    }
+    if args.jetstream {
+        let report = runtime.block_on(jetstream::run(
+            phase,
+            rounds,
+            args.quick,
+            args.nodes,
+            args.only.as_deref(),
+        ))?;
         println!("{report}");
         return Ok(());
     }
