@@ -43,7 +43,9 @@ pub struct SealedPart {
 /// sealed part. The envelope's payload commitment is over [`SealedPayload::encode`]'s bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedPayload {
-    /// The non-personal part, opaque to the ledger (the event's own encoding).
+    /// The non-personal part, opaque to the ledger (the event's own encoding). As bytes, not a
+    /// sequence: the same encoding (a varint length, then the bytes), decoded in one copy.
+    #[serde(with = "serde_bytes")]
     pub clear: Vec<u8>,
     /// The personal part, sealed; `None` for payloads without personal data.
     pub sealed: Option<SealedPart>,

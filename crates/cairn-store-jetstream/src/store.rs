@@ -17,7 +17,7 @@ use cairn_store::{
     limits, plan_append, proofs, validate_append,
 };
 use futures::StreamExt;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::{SERVER_VERSION_MIN, ServerVersion, keys::Keys, wire};
 
@@ -152,9 +152,34 @@ struct Shared {
     state: RwLock<State>,
     live: broadcast::Sender<Arc<Record>>,
     head: watch::Sender<Position>,
+    /// Appends waiting for this node to apply a position, woken only once it has (a watch would
+    /// wake every waiter on every record).
+    waiters: std::sync::Mutex<std::collections::BTreeMap<u64, Vec<oneshot::Sender<()>>>>,
 }
 
 impl Shared {
+    /// Wakes the waiters for positions up to `head`.
+    fn wake(&self, head: Position) {
+        let mut waiters = self
+            .waiters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let later = waiters.split_off(&(head.0 + 1));
+        let reached = std::mem::replace(&mut *waiters, later);
+        drop(waiters);
+        for sender in reached.into_values().flatten() {
+            let _ = sender.send(());
+        }
+    }
+
+    /// Drops every waiter: each sees the store failed or closed.
+    fn drop_waiters(&self) {
+        self.waiters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+    }
+
     fn read(&self) -> RwLockReadGuard<'_, State> {
         self.state
             .read()
@@ -412,6 +437,7 @@ impl JetStreamStore {
             state: RwLock::new(State::default()),
             live,
             head,
+            waiters: std::sync::Mutex::default(),
         });
         let (stop, stopped) = watch::channel(false);
         let follower = tokio::spawn(follow(
@@ -444,6 +470,7 @@ impl JetStreamStore {
     /// Stops following the stream and closes the connection. Appends and reads after it fail.
     pub async fn close(&self) {
         self.stop.send_replace(true);
+        self.shared.drop_waiters();
         let follower = self
             .follower
             .lock()
@@ -482,9 +509,9 @@ impl JetStreamStore {
     /// applies nothing for [`APPLY_TIMEOUT`] (a start-up over a long stream may take longer in
     /// all, as long as it moves).
     pub async fn wait_applied(&self, position: Position) -> Result<(), StoreError> {
-        let mut head = self.shared.head.subscribe();
         loop {
-            if *head.borrow_and_update() >= position {
+            let seen = *self.shared.head.borrow();
+            if seen >= position {
                 return Ok(());
             }
             if let Some(detail) = &self.shared.read().failed {
@@ -493,14 +520,33 @@ impl JetStreamStore {
                     detail: detail.clone(),
                 });
             }
-            match tokio::time::timeout(APPLY_TIMEOUT, head.changed()).await {
-                Ok(Ok(())) if !*self.stop.borrow() => {}
-                Ok(_) => return Err(StoreError::Unavailable("the store is closed".into())),
+            if *self.stop.borrow() {
+                return Err(StoreError::Unavailable("the store is closed".into()));
+            }
+            let (sender, receiver) = oneshot::channel();
+            self.shared
+                .waiters
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .entry(position.0)
+                .or_default()
+                .push(sender);
+            // Applied, failed or closed between the checks and the registration: its wake-up
+            // (or the dropping of every waiter) may have passed.
+            if *self.shared.head.borrow() >= position
+                || self.shared.read().failed.is_some()
+                || *self.stop.borrow()
+            {
+                continue;
+            }
+            match tokio::time::timeout(APPLY_TIMEOUT, receiver).await {
+                // Woken, or dropped (failed or closed: the checks above say which).
+                Ok(_) => continue,
+                Err(_) if *self.shared.head.borrow() > seen => continue,
                 Err(_) => {
                     return Err(StoreError::Unavailable(format!(
                         "this node has applied nothing for {APPLY_TIMEOUT:?} while waiting for \
-                         position {position} (it is at {})",
-                        *head.borrow()
+                         position {position} (it is at {seen})"
                     )));
                 }
             }
@@ -670,6 +716,7 @@ async fn follow(
                 shared.write().failed = Some(detail);
                 // Wake waiters so they see the failure.
                 shared.head.send_modify(|_| {});
+                shared.drop_waiters();
                 return;
             }
             Err(error) => {
@@ -882,6 +929,7 @@ impl Applier<'_> {
             let _ = self.shared.live.send(record);
         }
         self.shared.head.send_replace(head);
+        self.shared.wake(head);
     }
 }
 
