@@ -29,7 +29,7 @@ pub mod wire;
 
 use std::fmt;
 
-pub use store::{JetStreamOptions, JetStreamStore, check_stream_config};
+pub use store::{JetStreamOptions, JetStreamStore, check_stream_config, record_stream_config};
 
 /// A nats-server version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

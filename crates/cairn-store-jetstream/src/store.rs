@@ -1,6 +1,5 @@
 //! [`JetStreamStore`]: the [`EventStore`] over one JetStream stream.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -9,12 +8,12 @@ use async_nats::jetstream::{self, consumer, context::PublishErrorKind, stream};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cairn_ledger::{
-    ConsistencyProof, Envelope, EventId, Hash, InclusionProof, MerkleTree, Position, Record,
-    SignedCheckpoint, StreamId, StreamVersion, Timestamp,
+    ConsistencyProof, Hash, InclusionProof, Position, Record, SignedCheckpoint, StreamId,
+    StreamVersion, Timestamp,
 };
 use cairn_store::{
-    AppendPlan, AppendResult, EventStore, ExpectedVersion, Head, NewEvent, StateView, StoreError,
-    limits, plan_append, proofs, validate_append,
+    AppendPlan, AppendResult, EventStore, ExpectedVersion, Head, NewEvent, RecordLog, StateView,
+    StoreError, limits, plan_append, proofs, validate_append,
 };
 use futures::StreamExt;
 use tokio::sync::{broadcast, oneshot, watch};
@@ -111,40 +110,9 @@ impl JetStreamOptions {
 /// What a node has applied of the stream.
 #[derive(Default)]
 struct State {
-    records: Vec<Arc<Record>>,
-    streams: HashMap<StreamId, Vec<Position>>,
-    event_ids: HashMap<EventId, Position>,
-    tree: MerkleTree,
-    last_recorded_at: Timestamp,
+    log: RecordLog,
     /// Set when the stream contradicts itself: the store refuses to serve.
     failed: Option<String>,
-}
-
-impl State {
-    fn record(&self, position: Position) -> &Arc<Record> {
-        &self.records[(position.0 - 1) as usize]
-    }
-
-    fn head(&self) -> Position {
-        Position(self.records.len() as u64)
-    }
-}
-
-impl StateView for State {
-    fn stream_version(&self, stream: &StreamId) -> Result<StreamVersion, StoreError> {
-        Ok(StreamVersion(
-            self.streams
-                .get(stream)
-                .map_or(0, |positions| positions.len() as u64),
-        ))
-    }
-
-    fn envelope_by_event_id(&self, event_id: &EventId) -> Result<Option<Envelope>, StoreError> {
-        Ok(self
-            .event_ids
-            .get(event_id)
-            .map(|&position| self.record(position).envelope.clone()))
-    }
 }
 
 /// What the follower and the handles share.
@@ -277,8 +245,9 @@ pub async fn connect(options: &JetStreamOptions) -> Result<async_nats::Client, S
     Ok(client)
 }
 
-/// The configuration cairn creates its record stream with.
-fn record_stream_config(options: &JetStreamOptions) -> stream::Config {
+/// The configuration cairn creates its record stream with (the benchmark creates its baseline's
+/// stream with it too).
+pub fn record_stream_config(options: &JetStreamOptions) -> stream::Config {
     stream::Config {
         name: options.stream.clone(),
         description: Some("cairn ledger records: append-only, never deleted".into()),
@@ -701,7 +670,7 @@ async fn follow(
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
-        let from = shared.read().head().next();
+        let from = shared.read().log.head().next();
         let result = tokio::select! {
             result = consume(&js, &options, &shared, from) => result,
             _ = stopped.wait_for(|stop| *stop) => return,
@@ -784,7 +753,7 @@ async fn consume(
                 // leader moved) for as long as its heartbeats take to be missed: if the stream
                 // holds more than this node applied and nothing arrived for a whole interval,
                 // start again from the last applied record.
-                let head = shared.read().head();
+                let head = shared.read().log.head();
                 let Ok(Ok(stream)) =
                     tokio::time::timeout(WATCHDOG_INTERVAL, js.get_stream(&options.stream)).await
                 else {
@@ -831,7 +800,7 @@ impl Applier<'_> {
     ) -> Result<(), StoreError> {
         let (head, last_recorded_at) = {
             let state = self.shared.read();
-            (state.head(), state.last_recorded_at)
+            (state.log.head(), state.log.last_recorded_at())
         };
         let known = head.0 + self.pending.len() as u64;
         if sequence <= known {
@@ -860,9 +829,9 @@ impl Applier<'_> {
                 recorded_at,
                 |stream| {
                     let applied = state
-                        .streams
-                        .get(stream)
-                        .map_or(0, |positions| positions.len() as u64);
+                        .log
+                        .stream_version(stream)
+                        .map_or(0, |version| version.0);
                     let waiting = pending
                         .iter()
                         .filter(|record| &record.envelope.stream == stream)
@@ -899,31 +868,19 @@ impl Applier<'_> {
         let records = std::mem::take(&mut self.pending);
         let mut state = self.shared.write();
         for record in &records {
-            let envelope = &record.envelope;
-            let position = envelope.position;
-            state.last_recorded_at = envelope.recorded_at;
-            state
-                .streams
-                .entry(envelope.stream.clone())
-                .or_default()
-                .push(position);
-            if let Some(first) = state.event_ids.get(&envelope.event_id) {
+            if let Some(first) = state.log.push(Arc::clone(record)) {
                 // Possible only if two nodes recorded one id on different streams beyond the
                 // server's de-duplication window while one of them had not applied the other's
                 // record.
                 tracing::error!(
-                    event_id = %envelope.event_id,
+                    event_id = %record.envelope.event_id,
                     first = %first,
-                    again = %position,
+                    again = %record.envelope.position,
                     "an event id is recorded twice; the first position answers for it"
                 );
-            } else {
-                state.event_ids.insert(envelope.event_id, position);
             }
-            state.tree.push(record.leaf_hash());
-            state.records.push(Arc::clone(record));
         }
-        let head = state.head();
+        let head = state.log.head();
         drop(state);
         for record in records {
             let _ = self.shared.live.send(record);
@@ -955,11 +912,10 @@ impl EventStore for JetStreamStore {
         for _ in 0..APPEND_ATTEMPTS_MAX {
             let planned = {
                 let state = self.shared.read();
-                plan_append(&*state, &stream, expected, &events).map(|plan| {
+                plan_append(&state.log, &stream, expected, &events).map(|plan| {
                     let last_subject_sequence = state
-                        .streams
-                        .get(&stream)
-                        .and_then(|positions| positions.last())
+                        .log
+                        .last_of_stream(&stream)
                         .map_or(0, |position| position.0);
                     (plan, last_subject_sequence)
                 })
@@ -988,7 +944,7 @@ impl EventStore for JetStreamStore {
                     // The applied records answer: positions and versions as every node derives
                     // them, and the content check of a duplicate.
                     let state = self.shared.read();
-                    return match plan_append(&*state, &stream, ExpectedVersion::Any, &events)? {
+                    return match plan_append(&state.log, &stream, ExpectedVersion::Any, &events)? {
                         AppendPlan::Duplicate(result) => Ok(AppendResult {
                             deduplicated: duplicate,
                             ..result
@@ -1019,35 +975,17 @@ impl EventStore for JetStreamStore {
         limit: usize,
     ) -> Result<Vec<Arc<Record>>, StoreError> {
         self.check_serving()?;
-        let state = self.shared.read();
-        let Some(positions) = state.streams.get(stream) else {
-            return Ok(Vec::new());
-        };
-        let skip = from.0.saturating_sub(1) as usize;
-        Ok(positions
-            .iter()
-            .skip(skip)
-            .take(limit.min(limits::READ_RECORDS_MAX))
-            .map(|&position| Arc::clone(state.record(position)))
-            .collect())
+        Ok(self.shared.read().log.read_stream(stream, from, limit))
     }
 
     async fn read_all(&self, from: Position, limit: usize) -> Result<Vec<Arc<Record>>, StoreError> {
         self.check_serving()?;
-        let state = self.shared.read();
-        let skip = from.0.saturating_sub(1) as usize;
-        Ok(state
-            .records
-            .iter()
-            .skip(skip)
-            .take(limit.min(limits::READ_RECORDS_MAX))
-            .cloned()
-            .collect())
+        Ok(self.shared.read().log.read_all(from, limit))
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<StreamVersion, StoreError> {
         self.check_serving()?;
-        self.shared.read().stream_version(stream)
+        self.shared.read().log.stream_version(stream)
     }
 
     async fn head(&self) -> Result<Head, StoreError> {
@@ -1069,10 +1007,10 @@ impl EventStore for JetStreamStore {
         let state = self.shared.read();
         // A checkpoint another node signed beyond what this node applied waits until it has.
         let checkpoint =
-            checkpoint.filter(|checkpoint| checkpoint.checkpoint.tree_size <= state.head().0);
+            checkpoint.filter(|checkpoint| checkpoint.checkpoint.tree_size <= state.log.head().0);
         Ok(Head {
-            position: state.head(),
-            root: state.tree.root(),
+            position: state.log.head(),
+            root: state.log.tree().root(),
             checkpoint,
         })
     }
@@ -1086,7 +1024,7 @@ impl EventStore for JetStreamStore {
     }
 
     async fn root_at(&self, tree_size: u64) -> Result<Hash, StoreError> {
-        proofs::root_at(&self.shared.read().tree, tree_size)
+        proofs::root_at(self.shared.read().log.tree(), tree_size)
     }
 
     async fn inclusion_proof(
@@ -1094,7 +1032,7 @@ impl EventStore for JetStreamStore {
         position: Position,
         tree_size: u64,
     ) -> Result<InclusionProof, StoreError> {
-        proofs::inclusion_proof(&self.shared.read().tree, position, tree_size)
+        proofs::inclusion_proof(self.shared.read().log.tree(), position, tree_size)
     }
 
     async fn consistency_proof(
@@ -1102,7 +1040,7 @@ impl EventStore for JetStreamStore {
         old_size: u64,
         new_size: u64,
     ) -> Result<ConsistencyProof, StoreError> {
-        proofs::consistency_proof(&self.shared.read().tree, old_size, new_size)
+        proofs::consistency_proof(self.shared.read().log.tree(), old_size, new_size)
     }
 
     async fn save_checkpoint(&self, checkpoint: SignedCheckpoint) -> Result<(), StoreError> {
@@ -1113,7 +1051,7 @@ impl EventStore for JetStreamStore {
             {
                 let state = self.shared.read();
                 proofs::check_checkpoint(
-                    &state.tree,
+                    state.log.tree(),
                     latest.as_ref().map(|(_, checkpoint)| checkpoint),
                     &checkpoint,
                 )?;

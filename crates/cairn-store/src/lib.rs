@@ -12,6 +12,7 @@ mod event;
 pub mod limits;
 mod memory;
 pub mod proofs;
+mod record_log;
 mod subscription;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
@@ -29,6 +30,7 @@ pub use append::{AppendPlan, StateView, build_records, plan_append, validate_app
 pub use error::{StoreError, StoreErrorKind};
 pub use event::{AppendResult, ExpectedVersion, Head, NewEvent};
 pub use memory::MemoryStore;
+pub use record_log::RecordLog;
 pub use subscription::{Subscription, subscribe};
 
 /// An append-only, gapless, tamper-evident event log.

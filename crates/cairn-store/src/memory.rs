@@ -6,14 +6,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use cairn_ledger::{
-    ConsistencyProof, DataKey, Envelope, EventId, Hash, InclusionProof, KeyId, MerkleTree,
-    Position, Record, SignedCheckpoint, StreamId, StreamVersion, Timestamp,
+    ConsistencyProof, DataKey, Hash, InclusionProof, KeyId, Position, Record, SignedCheckpoint,
+    StreamId, StreamVersion,
 };
 use tokio::sync::{broadcast, watch};
 
 use crate::append::{AppendPlan, StateView, build_records, plan_append, validate_append};
 use crate::error::StoreError;
 use crate::event::{AppendResult, ExpectedVersion, Head, NewEvent};
+use crate::record_log::RecordLog;
 use crate::{EventStore, KeyState, KeyStore, limits, proofs};
 
 /// An [`EventStore`] and [`KeyStore`] held in memory.
@@ -25,37 +26,10 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct MemoryState {
-    records: Vec<Arc<Record>>,
-    streams: HashMap<StreamId, Vec<Position>>,
-    event_ids: HashMap<EventId, Position>,
-    tree: MerkleTree,
+    log: RecordLog,
     checkpoints: Vec<SignedCheckpoint>,
     /// `None` once destroyed.
     keys: HashMap<KeyId, Option<[u8; 32]>>,
-    last_recorded_at: Timestamp,
-}
-
-impl MemoryState {
-    fn record(&self, position: Position) -> &Arc<Record> {
-        &self.records[(position.0 - 1) as usize]
-    }
-}
-
-impl StateView for MemoryState {
-    fn stream_version(&self, stream: &StreamId) -> Result<StreamVersion, StoreError> {
-        Ok(StreamVersion(
-            self.streams
-                .get(stream)
-                .map_or(0, |positions| positions.len() as u64),
-        ))
-    }
-
-    fn envelope_by_event_id(&self, event_id: &EventId) -> Result<Option<Envelope>, StoreError> {
-        Ok(self
-            .event_ids
-            .get(event_id)
-            .map(|&position| self.record(position).envelope.clone()))
-    }
 }
 
 impl MemoryStore {
@@ -89,29 +63,20 @@ impl EventStore for MemoryStore {
     ) -> Result<AppendResult, StoreError> {
         validate_append(&stream, &events)?;
         let mut state = self.state();
-        let first_version = match plan_append(&*state, &stream, expected, &events)? {
+        let first_version = match plan_append(&state.log, &stream, expected, &events)? {
             AppendPlan::Duplicate(result) => return Ok(result),
             AppendPlan::Write { first_version } => first_version,
         };
-        let first_position = Position(state.records.len() as u64 + 1);
-        let recorded_at = crate::now().max(state.last_recorded_at);
+        let first_position = state.log.head().next();
+        let recorded_at = crate::now().max(state.log.last_recorded_at());
         let records = build_records(&stream, first_position, first_version, recorded_at, &events)?;
-        state.last_recorded_at = recorded_at;
-        let stream_positions = state.streams.entry(stream).or_default();
-        for record in &records {
-            stream_positions.push(record.position());
-        }
         for record in records {
             let record = Arc::new(record);
-            state
-                .event_ids
-                .insert(record.envelope.event_id, record.position());
-            state.tree.push(record.leaf_hash());
-            state.records.push(Arc::clone(&record));
+            state.log.push(Arc::clone(&record));
             // No receivers is fine; order is kept because the lock is held.
             let _ = self.live.send(record);
         }
-        let last_position = Position(state.records.len() as u64);
+        let last_position = state.log.head();
         let last_version = StreamVersion(first_version.0 + events.len() as u64 - 1);
         self.head.send_replace(last_position);
         Ok(AppendResult {
@@ -128,40 +93,22 @@ impl EventStore for MemoryStore {
         from: StreamVersion,
         limit: usize,
     ) -> Result<Vec<Arc<Record>>, StoreError> {
-        let state = self.state();
-        let Some(positions) = state.streams.get(stream) else {
-            return Ok(Vec::new());
-        };
-        let skip = from.0.saturating_sub(1) as usize;
-        Ok(positions
-            .iter()
-            .skip(skip)
-            .take(limit.min(limits::READ_RECORDS_MAX))
-            .map(|&position| Arc::clone(state.record(position)))
-            .collect())
+        Ok(self.state().log.read_stream(stream, from, limit))
     }
 
     async fn read_all(&self, from: Position, limit: usize) -> Result<Vec<Arc<Record>>, StoreError> {
-        let state = self.state();
-        let skip = from.0.saturating_sub(1) as usize;
-        Ok(state
-            .records
-            .iter()
-            .skip(skip)
-            .take(limit.min(limits::READ_RECORDS_MAX))
-            .cloned()
-            .collect())
+        Ok(self.state().log.read_all(from, limit))
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<StreamVersion, StoreError> {
-        self.state().stream_version(stream)
+        self.state().log.stream_version(stream)
     }
 
     async fn head(&self) -> Result<Head, StoreError> {
         let state = self.state();
         Ok(Head {
-            position: Position(state.records.len() as u64),
-            root: state.tree.root(),
+            position: state.log.head(),
+            root: state.log.tree().root(),
             checkpoint: state.checkpoints.last().cloned(),
         })
     }
@@ -175,7 +122,7 @@ impl EventStore for MemoryStore {
     }
 
     async fn root_at(&self, tree_size: u64) -> Result<Hash, StoreError> {
-        proofs::root_at(&self.state().tree, tree_size)
+        proofs::root_at(self.state().log.tree(), tree_size)
     }
 
     async fn inclusion_proof(
@@ -183,7 +130,7 @@ impl EventStore for MemoryStore {
         position: Position,
         tree_size: u64,
     ) -> Result<InclusionProof, StoreError> {
-        proofs::inclusion_proof(&self.state().tree, position, tree_size)
+        proofs::inclusion_proof(self.state().log.tree(), position, tree_size)
     }
 
     async fn consistency_proof(
@@ -191,12 +138,12 @@ impl EventStore for MemoryStore {
         old_size: u64,
         new_size: u64,
     ) -> Result<ConsistencyProof, StoreError> {
-        proofs::consistency_proof(&self.state().tree, old_size, new_size)
+        proofs::consistency_proof(self.state().log.tree(), old_size, new_size)
     }
 
     async fn save_checkpoint(&self, checkpoint: SignedCheckpoint) -> Result<(), StoreError> {
         let mut state = self.state();
-        proofs::check_checkpoint(&state.tree, state.checkpoints.last(), &checkpoint)?;
+        proofs::check_checkpoint(state.log.tree(), state.checkpoints.last(), &checkpoint)?;
         state.checkpoints.push(checkpoint);
         Ok(())
     }

@@ -306,26 +306,15 @@ async fn run_phase(
     }
 }
 
-/// A stream configured like cairn's record stream (see `record_stream_config` in
-/// cairn-store-jetstream), under another name and subject prefix.
+/// A stream configured exactly like cairn's record stream, under another name and subject
+/// prefix.
 fn raw_stream_config(name: &str) -> stream::Config {
     stream::Config {
-        name: name.to_owned(),
         description: Some("cairn-bench raw publishes".into()),
-        subjects: vec![wire::subjects_filter(name)],
-        storage: stream::StorageType::File,
-        num_replicas: 1,
-        retention: stream::RetentionPolicy::Limits,
-        discard: stream::DiscardPolicy::New,
-        max_messages: -1,
-        max_bytes: -1,
-        max_messages_per_subject: -1,
-        max_consumers: -1,
-        deny_delete: true,
-        deny_purge: true,
-        allow_direct: true,
-        allow_atomic_publish: true,
-        ..Default::default()
+        ..cairn_store_jetstream::record_stream_config(&JetStreamOptions {
+            stream: name.to_owned(),
+            ..JetStreamOptions::default()
+        })
     }
 }
 
