@@ -868,6 +868,53 @@ pub mod segment {
     }
 }
 
+/// Checks one checkpoint against the final records: its size is within them, its root is the
+/// final tree's root at its size, and the server's consistency proof from its size to the final
+/// head verifies against both roots.
+pub async fn check_checkpoint_against_tree(
+    client: &mut LedgerServiceClient<AuthChannel>,
+    checkpoint: &cairn_ledger::Checkpoint,
+    tree: &MerkleTree,
+) -> Result<()> {
+    let head = tree.len();
+    ensure!(
+        checkpoint.tree_size >= 1 && checkpoint.tree_size <= head,
+        "a checkpoint of {} records, but the final ledger has {head}",
+        checkpoint.tree_size
+    );
+    ensure!(
+        tree.root_at(checkpoint.tree_size)
+            .map_err(|e| anyhow!("{e}"))?
+            == checkpoint.root,
+        "the checkpoint of {} records has a root the final records do not give",
+        checkpoint.tree_size
+    );
+    let proof = client
+        .get_consistency_proof(proto::GetConsistencyProofRequest {
+            old_size: checkpoint.tree_size,
+            new_size: head,
+        })
+        .await?
+        .into_inner();
+    let path = proof
+        .path
+        .iter()
+        .map(|hash| cairn_ledger::Hash::from_slice(hash, "path").map_err(|e| anyhow!("{e}")))
+        .collect::<Result<Vec<_>>>()?;
+    cairn_ledger::ConsistencyProof {
+        old_size: checkpoint.tree_size,
+        new_size: head,
+        path,
+    }
+    .verify(&checkpoint.root, &tree.root())
+    .map_err(|error| {
+        anyhow!(
+            "the checkpoint of {} records is not consistent with the final tree: {error}",
+            checkpoint.tree_size
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,7 +47,7 @@ use cairn_grpc::proto;
 use cairn_grpc::proto::expected_version::Condition;
 use cairn_grpc::proto::feedback_service_client::FeedbackServiceClient;
 use cairn_grpc::proto::ledger_service_client::LedgerServiceClient;
-use cairn_ledger::{ConsistencyProof, Hash, MerkleTree, SignedCheckpoint};
+use cairn_ledger::{MerkleTree, SignedCheckpoint};
 use cairn_store_jetstream::testing::{NatsCluster, NatsServer, ServerOptions, free_port};
 use tokio::task::JoinHandle;
 use tonic::Code;
@@ -1181,47 +1181,9 @@ async fn check_checkpoints(
     checkpoints: &[SignedCheckpoint],
     tree: &MerkleTree,
 ) -> Result<()> {
-    let head = tree.len();
-    let final_root = tree.root();
     ensure!(!checkpoints.is_empty(), "no checkpoint was seen");
     for signed in checkpoints {
-        let checkpoint = signed.checkpoint;
-        ensure!(
-            checkpoint.tree_size >= 1 && checkpoint.tree_size <= head,
-            "checkpoint of {} records, the final ledger has {head}",
-            checkpoint.tree_size
-        );
-        ensure!(
-            tree.root_at(checkpoint.tree_size)
-                .map_err(|e| anyhow!("{e}"))?
-                == checkpoint.root,
-            "the checkpoint of {} records has a root the final records do not give",
-            checkpoint.tree_size
-        );
-        let proof = client
-            .get_consistency_proof(proto::GetConsistencyProofRequest {
-                old_size: checkpoint.tree_size,
-                new_size: head,
-            })
-            .await?
-            .into_inner();
-        let path = proof
-            .path
-            .iter()
-            .map(|hash| Hash::from_slice(hash, "path").map_err(|e| anyhow!("{e}")))
-            .collect::<Result<Vec<_>>>()?;
-        ConsistencyProof {
-            old_size: checkpoint.tree_size,
-            new_size: head,
-            path,
-        }
-        .verify(&checkpoint.root, &final_root)
-        .map_err(|error| {
-            anyhow!(
-                "the checkpoint of {} records is not consistent with the final tree: {error}",
-                checkpoint.tree_size
-            )
-        })?;
+        cairn_e2e::check_checkpoint_against_tree(client, &signed.checkpoint, tree).await?;
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ use cairn_e2e::{
 };
 use cairn_grpc::proto;
 use cairn_grpc::proto::expected_version::Condition;
-use cairn_ledger::{ConsistencyProof, Hash, LogId, PublicKey, SignedCheckpoint};
+use cairn_ledger::{LogId, PublicKey, SignedCheckpoint};
 use tonic::Code;
 
 /// Concurrent appenders.
@@ -572,49 +572,10 @@ async fn check_checkpoints(
     checkpoints: &[SeenCheckpoint],
     tree: &cairn_ledger::MerkleTree,
 ) -> Result<()> {
-    let head = tree.len();
-    let final_root = tree.root();
     for seen in checkpoints {
-        let checkpoint = seen.signed.checkpoint;
-        ensure!(
-            checkpoint.tree_size >= 1 && checkpoint.tree_size <= head,
-            "round {}: checkpoint of size {} but the final ledger has {head} records",
-            seen.round,
-            checkpoint.tree_size
-        );
-        ensure!(
-            tree.root_at(checkpoint.tree_size)
-                .map_err(|e| anyhow!("{e}"))?
-                == checkpoint.root,
-            "round {}: checkpoint of size {} has a root the final records do not give",
-            seen.round,
-            checkpoint.tree_size
-        );
-        let proof = client
-            .get_consistency_proof(proto::GetConsistencyProofRequest {
-                old_size: checkpoint.tree_size,
-                new_size: head,
-            })
-            .await?
-            .into_inner();
-        let path = proof
-            .path
-            .iter()
-            .map(|hash| Hash::from_slice(hash, "path").map_err(|e| anyhow!("{e}")))
-            .collect::<Result<Vec<_>>>()?;
-        ConsistencyProof {
-            old_size: checkpoint.tree_size,
-            new_size: head,
-            path,
-        }
-        .verify(&checkpoint.root, &final_root)
-        .map_err(|error| {
-            anyhow!(
-                "round {}: checkpoint of size {} is not consistent with the final tree: {error}",
-                seen.round,
-                checkpoint.tree_size
-            )
-        })?;
+        cairn_e2e::check_checkpoint_against_tree(client, &seen.signed.checkpoint, tree)
+            .await
+            .with_context(|| format!("round {}", seen.round))?;
     }
     Ok(())
 }

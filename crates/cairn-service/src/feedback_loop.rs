@@ -590,6 +590,10 @@ impl<S: EventStore + KeyStore> FeedbackLoop<S> {
     {
         let stream = stream_of(&meta.tenant, A::KIND, id)?;
         let entity = EntityRef::new(A::KIND, id.clone());
+        // A refusal (the caller's expected version, or the domain's rules) is final only once the
+        // store has caught up with every writer of the ledger: on a ledger shared by several
+        // nodes this node may not have applied what another just recorded.
+        let mut synced = false;
         for _ in 0..CONFLICT_RETRIES_MAX {
             let loaded = self.load::<A>(meta, id).await?;
             if let Some(receipt) = loaded.replay {
@@ -598,6 +602,11 @@ impl<S: EventStore + KeyStore> FeedbackLoop<S> {
             if let Some(expected) = meta.expected_version
                 && expected != loaded.version
             {
+                if !synced {
+                    self.ledger.store().sync().await?;
+                    synced = true;
+                    continue;
+                }
                 return Err(StoreError::WrongExpectedVersion {
                     stream,
                     expected: ExpectedVersion::Exact(expected),
@@ -610,13 +619,16 @@ impl<S: EventStore + KeyStore> FeedbackLoop<S> {
                 meta,
                 (A::KIND == EntityKind::Opportunity).then_some(&*scoring),
             )?;
-            let events: Vec<Event> = loaded
-                .state
-                .decide(command.clone(), &ctx)
-                .map_err(ServiceError::Refused)?
-                .into_iter()
-                .map(A::wrap)
-                .collect();
+            let decided = match loaded.state.decide(command.clone(), &ctx) {
+                Ok(decided) => decided,
+                Err(_) if !synced => {
+                    self.ledger.store().sync().await?;
+                    synced = true;
+                    continue;
+                }
+                Err(refusal) => return Err(ServiceError::Refused(refusal)),
+            };
+            let events: Vec<Event> = decided.into_iter().map(A::wrap).collect();
             if events.is_empty() {
                 return Ok(CommandReceipt {
                     entity,

@@ -133,7 +133,12 @@ impl<S: EventStore + KeyStore> Reads<S> {
         if let Some(wanted) = wanted
             && wanted > self.projections.applied()
         {
-            let head = self.ledger.store().head().await?.position;
+            let mut head = self.ledger.store().head().await?.position;
+            if wanted > head {
+                // On a ledger several nodes share, another node may have recorded it already.
+                self.ledger.store().sync().await?;
+                head = self.ledger.store().head().await?.position;
+            }
             if wanted > head {
                 return Err(ServiceError::Store(cairn_store::StoreError::OutOfRange(
                     format!("position {wanted} is beyond the ledger's head {head}"),

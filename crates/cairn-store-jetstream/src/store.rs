@@ -432,7 +432,7 @@ impl JetStreamStore {
             .state
             .last_sequence;
         store.wait_applied(Position(last)).await?;
-        store.latest_checkpoint().await?;
+        store.cached_checkpoint().await?;
         Ok(store)
     }
 
@@ -629,6 +629,24 @@ impl JetStreamStore {
                 }
             }
         }
+    }
+
+    /// The newest checkpoint, read from its stream at most [`CHECKPOINT_CACHE_MAX_AGE`] ago (this
+    /// node's own saves update it at once). It may sign more records than this node has applied
+    /// yet; callers filter.
+    async fn cached_checkpoint(&self) -> Result<Option<SignedCheckpoint>, StoreError> {
+        let mut cache = self.checkpoints.lock().await;
+        let fresh = cache
+            .read_at
+            .is_some_and(|read_at| read_at.elapsed() < CHECKPOINT_CACHE_MAX_AGE);
+        if !fresh {
+            cache.latest = self.latest_checkpoint_entry().await?;
+            cache.read_at = Some(Instant::now());
+        }
+        Ok(cache
+            .latest
+            .as_ref()
+            .map(|(_, checkpoint)| checkpoint.clone()))
     }
 
     async fn latest_checkpoint_entry(&self) -> Result<Option<(u64, SignedCheckpoint)>, StoreError> {
@@ -990,28 +1008,13 @@ impl EventStore for JetStreamStore {
 
     async fn head(&self) -> Result<Head, StoreError> {
         self.check_serving()?;
-        let checkpoint = {
-            let mut cache = self.checkpoints.lock().await;
-            let fresh = cache
-                .read_at
-                .is_some_and(|read_at| read_at.elapsed() < CHECKPOINT_CACHE_MAX_AGE);
-            if !fresh {
-                cache.latest = self.latest_checkpoint_entry().await?;
-                cache.read_at = Some(Instant::now());
-            }
-            cache
-                .latest
-                .as_ref()
-                .map(|(_, checkpoint)| checkpoint.clone())
-        };
+        let checkpoint = self.cached_checkpoint().await?;
         let state = self.shared.read();
-        // A checkpoint another node signed beyond what this node applied waits until it has.
-        let checkpoint =
-            checkpoint.filter(|checkpoint| checkpoint.checkpoint.tree_size <= state.log.head().0);
         Ok(Head {
             position: state.log.head(),
             root: state.log.tree().root(),
-            checkpoint,
+            checkpoint: checkpoint
+                .filter(|checkpoint| checkpoint.checkpoint.tree_size <= state.log.head().0),
         })
     }
 
@@ -1093,12 +1096,16 @@ impl EventStore for JetStreamStore {
         ))
     }
 
+    async fn sync(&self) -> Result<(), StoreError> {
+        self.check_serving()?;
+        self.catch_up().await
+    }
+
     async fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, StoreError> {
-        let latest = self.latest_checkpoint_entry().await?;
-        let mut cache = self.checkpoints.lock().await;
-        cache.latest = latest.clone();
-        cache.read_at = Some(Instant::now());
-        Ok(latest.map(|(_, checkpoint)| checkpoint))
+        self.check_serving()?;
+        let checkpoint = self.cached_checkpoint().await?;
+        let head = self.shared.read().log.head();
+        Ok(checkpoint.filter(|checkpoint| checkpoint.checkpoint.tree_size <= head.0))
     }
 }
 

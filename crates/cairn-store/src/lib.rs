@@ -104,6 +104,14 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The newest stored checkpoint.
     async fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, StoreError>;
+
+    /// Waits until this handle reflects every record appended before the call through any handle
+    /// of the same ledger (another node's, when several share it). A decision refused on what a
+    /// handle has read is final only after this. A store that is its ledger's only writer is
+    /// always in sync: the default returns at once.
+    async fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// What a key store knows of one data key.
