@@ -152,6 +152,9 @@ impl ServeArgs {
     }
 }
 
+/// Longest `--node-id`.
+const NODE_ID_BYTES_MAX: usize = 128;
+
 /// Where the policy bundle is looked for when `--policies` is not given.
 const DEFAULT_POLICIES_DIR: &str = "./policies";
 
@@ -246,6 +249,16 @@ async fn serve_jetstream(args: &ServeArgs, signals: &mut ShutdownSignals) -> any
             .expect("32 of 96 bytes")
     };
     let identity = Arc::new(ServerIdentity::from_secrets(part(0), part(1), part(2)));
+    if let Some(node) = &args.node_id
+        && (node.is_empty()
+            || node.len() > NODE_ID_BYTES_MAX
+            || node.chars().any(|c| c.is_control() || c.is_whitespace()))
+    {
+        anyhow::bail!(
+            "--node-id {node:?} must be 1 to {NODE_ID_BYTES_MAX} bytes without spaces or control \
+             characters"
+        );
+    }
     let node = args.node_id.clone().unwrap_or_else(|| {
         format!(
             "{}-{}",

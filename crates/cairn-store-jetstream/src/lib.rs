@@ -29,7 +29,10 @@ pub mod wire;
 
 use std::fmt;
 
-pub use store::{JetStreamOptions, JetStreamStore, check_stream_config, record_stream_config};
+pub use store::{
+    JetStreamOptions, JetStreamStore, STREAM_NAME_BYTES_MAX, check_stream_config,
+    record_stream_config,
+};
 
 /// A nats-server version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -77,5 +80,22 @@ mod tests {
         assert_eq!(ServerVersion::parse("nats"), None);
         assert!(ServerVersion(2, 9, 10) < SERVER_VERSION_MIN);
         assert!(ServerVersion(2, 15, 1) >= SERVER_VERSION_MIN);
+    }
+
+    #[test]
+    fn stream_names_and_replicas_are_checked_before_anything_is_sent() {
+        let options = |stream: &str, replicas: usize| JetStreamOptions {
+            stream: stream.into(),
+            replicas,
+            ..JetStreamOptions::default()
+        };
+        assert!(options("CAIRN", 1).validate().is_ok());
+        assert!(options("ledger-prod_2", 3).validate().is_ok());
+        for bad in ["", "CAIRN.X", "CAIRN X", "CAIRN*", "C>", &"X".repeat(49)] {
+            let error = options(bad, 1).validate().unwrap_err().to_string();
+            assert!(error.contains("nats_stream"), "{bad:?}: {error}");
+        }
+        assert!(options("CAIRN", 0).validate().is_err());
+        assert!(options("CAIRN", 6).validate().is_err());
     }
 }

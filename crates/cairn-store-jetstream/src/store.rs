@@ -84,7 +84,36 @@ impl Default for JetStreamOptions {
     }
 }
 
+/// Longest stream name cairn takes (its buckets and checkpoint stream add a suffix).
+pub const STREAM_NAME_BYTES_MAX: usize = 48;
+
 impl JetStreamOptions {
+    /// Checks what the server would refuse, or take in another sense, before anything is sent:
+    /// the stream name is also a subject token and part of bucket names.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        let name = &self.stream;
+        if name.is_empty()
+            || name.len() > STREAM_NAME_BYTES_MAX
+            || !name
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
+        {
+            return Err(StoreError::InvalidArgument {
+                field: "nats_stream",
+                reason: format!(
+                    "{name:?} must be 1 to {STREAM_NAME_BYTES_MAX} characters of [A-Za-z0-9_-]"
+                ),
+            });
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return Err(StoreError::InvalidArgument {
+                field: "nats_replicas",
+                reason: format!("{} must be 1 to 5", self.replicas),
+            });
+        }
+        Ok(())
+    }
+
     /// The subject prefix of the records (the stream's name).
     fn prefix(&self) -> &str {
         &self.stream
@@ -377,6 +406,7 @@ impl JetStreamStore {
     /// Connects, creates or checks the streams and the key bucket, and applies every record
     /// already in the stream before it returns.
     pub async fn open(options: JetStreamOptions) -> Result<Arc<JetStreamStore>, StoreError> {
+        options.validate()?;
         let client = connect(&options).await?;
         let js = jetstream::ContextBuilder::new()
             .timeout(options.request_timeout)
