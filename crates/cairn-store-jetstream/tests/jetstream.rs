@@ -294,3 +294,33 @@ async fn a_node_behind_catches_up_before_it_refuses() {
     a.close().await;
     b.close().await;
 }
+
+/// The largest append the limits allow (payloads summing to nearly `APPEND_BATCH_BYTES_MAX`) is
+/// stored whole: JetStream's message and batch limits are not tighter than cairn's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_append_the_limits_allow_is_stored() {
+    let server = server().await;
+    let store = JetStreamStore::open(options(&server)).await.expect("open");
+    let payload_bytes = cairn_ledger::limits::PAYLOAD_BYTES_MAX - 64;
+    let count = cairn_store::limits::APPEND_BATCH_BYTES_MAX / (payload_bytes + 512);
+    let events: Vec<_> = (0..count)
+        .map(|i| {
+            let mut big = event(&format!("big-{i}"));
+            big.payload = cairn_store::testsuite::clear_payload(vec![i as u8; payload_bytes]);
+            big
+        })
+        .collect();
+    let result = store
+        .append(stream("big"), ExpectedVersion::NoStream, events)
+        .await
+        .expect("the largest append is stored");
+    assert_eq!(result.last_version.0, count as u64);
+    let records = store.read_all(Position(1), 100).await.unwrap();
+    assert_eq!(records.len(), count);
+    assert!(
+        records
+            .iter()
+            .all(|record| record.payload.len() > payload_bytes)
+    );
+    store.close().await;
+}
