@@ -44,7 +44,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use cairn_ledger::Position;
-use cairn_store::{EventStore, ExpectedVersion};
+use cairn_store::EventStore;
 use cairn_store_jetstream::testing::{NatsServer, ServerOptions, free_port};
 use cairn_store_jetstream::{JetStreamOptions, JetStreamStore, wire};
 use futures::StreamExt;
@@ -596,37 +596,7 @@ async fn cairn_appends(
     phase: Duration,
 ) -> Result<Sample> {
     let barrier = Arc::new(Barrier::new(appenders + 1));
-    let mut tasks = Vec::new();
-    for appender in 0..appenders {
-        let store = Arc::clone(&stores[appender % stores.len()]);
-        let barrier = Arc::clone(&barrier);
-        tasks.push(tokio::spawn(async move {
-            let stream = bench_stream(appenders, appender)?;
-            let append = |seq: u64| {
-                store.append(
-                    stream.clone(),
-                    ExpectedVersion::Any,
-                    vec![bench_event(appenders, appender, seq)],
-                )
-            };
-            let mut seq = first_seq(round);
-            while seq < first_seq(round) + WARMUP_APPENDS_PER_APPENDER {
-                append(seq).await?;
-                seq += 1;
-            }
-            barrier.wait().await;
-            let deadline = Instant::now() + phase;
-            let mut latencies = Vec::new();
-            while Instant::now() < deadline {
-                let one = Instant::now();
-                let result = append(seq).await?;
-                anyhow::ensure!(!result.deduplicated, "a cairn append was deduplicated");
-                latencies.push(one.elapsed());
-                seq += 1;
-            }
-            anyhow::Ok(latencies)
-        }));
-    }
+    let tasks = crate::spawn_appenders(stores, appenders, round, phase, &barrier);
     collect(setting, tasks, &barrier).await
 }
 

@@ -509,37 +509,58 @@ async fn store_appends(
     phase: Duration,
 ) -> Result<Measured> {
     let barrier = Arc::new(Barrier::new(appenders + 1));
-    let mut tasks = Vec::new();
-    for appender in 0..appenders {
-        let store = Arc::clone(store);
-        let barrier = Arc::clone(&barrier);
-        tasks.push(tokio::spawn(async move {
-            let stream = bench_stream(appenders, appender)?;
-            let append = |seq: u64| {
-                store.append(
-                    stream.clone(),
-                    ExpectedVersion::Any,
-                    vec![bench_event(appenders, appender, seq)],
-                )
-            };
-            let mut seq = first_seq(round);
-            while seq < first_seq(round) + WARMUP_APPENDS_PER_APPENDER {
-                append(seq).await?;
-                seq += 1;
-            }
-            barrier.wait().await;
-            let deadline = Instant::now() + phase;
-            let mut latencies = Vec::new();
-            while Instant::now() < deadline {
-                let one = Instant::now();
-                append(seq).await?;
-                latencies.push(one.elapsed());
-                seq += 1;
-            }
-            anyhow::Ok(latencies)
-        }));
-    }
+    let tasks = spawn_appenders(
+        std::slice::from_ref(store),
+        appenders,
+        round,
+        phase,
+        &barrier,
+    );
     collect(tasks, &barrier).await
+}
+
+/// Spawns `appenders` tasks spread over `stores` (one store, or the nodes of one ledger), each
+/// appending one event at a time to its own stream: a warm-up, then `barrier`, then appends for
+/// `phase`. Each task returns the latency of every timed append.
+fn spawn_appenders<S: EventStore>(
+    stores: &[Arc<S>],
+    appenders: usize,
+    round: u32,
+    phase: Duration,
+    barrier: &Arc<Barrier>,
+) -> Vec<tokio::task::JoinHandle<Result<Vec<Duration>>>> {
+    (0..appenders)
+        .map(|appender| {
+            let store = Arc::clone(&stores[appender % stores.len()]);
+            let barrier = Arc::clone(barrier);
+            tokio::spawn(async move {
+                let stream = bench_stream(appenders, appender)?;
+                let append = |seq: u64| {
+                    store.append(
+                        stream.clone(),
+                        ExpectedVersion::Any,
+                        vec![bench_event(appenders, appender, seq)],
+                    )
+                };
+                let mut seq = first_seq(round);
+                while seq < first_seq(round) + WARMUP_APPENDS_PER_APPENDER {
+                    append(seq).await?;
+                    seq += 1;
+                }
+                barrier.wait().await;
+                let deadline = Instant::now() + phase;
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let one = Instant::now();
+                    let result = append(seq).await?;
+                    anyhow::ensure!(!result.deduplicated, "an append was deduplicated");
+                    latencies.push(one.elapsed());
+                    seq += 1;
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect()
 }
 
 /// Like [`store_appends`], over gRPC: each appender on its own connection.
