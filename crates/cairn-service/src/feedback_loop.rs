@@ -603,9 +603,10 @@ impl<S: EventStore + KeyStore> FeedbackLoop<S> {
                 && expected != loaded.version
             {
                 if !synced {
-                    self.ledger.store().sync().await?;
                     synced = true;
-                    continue;
+                    if self.ledger.store().sync().await? {
+                        continue;
+                    }
                 }
                 return Err(StoreError::WrongExpectedVersion {
                     stream,
@@ -621,12 +622,16 @@ impl<S: EventStore + KeyStore> FeedbackLoop<S> {
             )?;
             let decided = match loaded.state.decide(command.clone(), &ctx) {
                 Ok(decided) => decided,
-                Err(_) if !synced => {
-                    self.ledger.store().sync().await?;
-                    synced = true;
-                    continue;
+                Err(refusal) => {
+                    // Decide again only if this node was behind.
+                    if !synced {
+                        synced = true;
+                        if self.ledger.store().sync().await? {
+                            continue;
+                        }
+                    }
+                    return Err(ServiceError::Refused(refusal));
                 }
-                Err(refusal) => return Err(ServiceError::Refused(refusal)),
             };
             let events: Vec<Event> = decided.into_iter().map(A::wrap).collect();
             if events.is_empty() {

@@ -136,8 +136,9 @@ impl<S: EventStore + KeyStore> Reads<S> {
             let mut head = self.ledger.store().head().await?.position;
             if wanted > head {
                 // On a ledger several nodes share, another node may have recorded it already.
-                self.ledger.store().sync().await?;
-                head = self.ledger.store().head().await?.position;
+                if self.ledger.store().sync().await? {
+                    head = self.ledger.store().head().await?.position;
+                }
             }
             if wanted > head {
                 return Err(ServiceError::Store(cairn_store::StoreError::OutOfRange(

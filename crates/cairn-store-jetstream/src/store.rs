@@ -1126,9 +1126,11 @@ impl EventStore for JetStreamStore {
         ))
     }
 
-    async fn sync(&self) -> Result<(), StoreError> {
+    async fn sync(&self) -> Result<bool, StoreError> {
         self.check_serving()?;
-        self.catch_up().await
+        let before = self.shared.read().log.head();
+        self.catch_up().await?;
+        Ok(self.shared.read().log.head() > before)
     }
 
     async fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, StoreError> {

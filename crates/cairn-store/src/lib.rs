@@ -106,11 +106,12 @@ pub trait EventStore: Send + Sync + 'static {
     async fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, StoreError>;
 
     /// Waits until this handle reflects every record appended before the call through any handle
-    /// of the same ledger (another node's, when several share it). A decision refused on what a
-    /// handle has read is final only after this. A store that is its ledger's only writer is
-    /// always in sync: the default returns at once.
-    async fn sync(&self) -> Result<(), StoreError> {
-        Ok(())
+    /// of the same ledger (another node's, when several share it); true if it had to apply
+    /// records it had not seen. A decision refused on what a handle had read is final unless this
+    /// says so. A store that is its ledger's only writer is always in sync: the default returns
+    /// false at once.
+    async fn sync(&self) -> Result<bool, StoreError> {
+        Ok(false)
     }
 }
 
