@@ -6,9 +6,12 @@
 //!   per-stream version check, `Nats-Msg-Id` (the event id) de-duplicates within the server's
 //!   window, and the event-id index every node builds makes idempotency permanent. An append of
 //!   several events is one atomic batch: all of it is stored, or none.
-//! - **Nodes.** Every node consumes the stream in order from the first record, builds the same
-//!   envelopes, Merkle tree and indexes, and publishes them on its live feed. An append returns
-//!   once the node has applied its own records, so a read on that node sees them.
+//! - **Nodes.** Every node applies the stream in order from the first record, builds the same
+//!   envelopes, Merkle tree and indexes, and publishes them on its live feed. A node applies its
+//!   own appends from their acknowledgements (the positions) and the bodies it published; it
+//!   fetches other nodes' records with batched direct gets, or consumes the stream while other
+//!   nodes write much. An append returns once the node has applied its own records, so a read on
+//!   that node sees them.
 //! - **Checkpoints** go to their own stream, each expecting the previous one, so two sealers
 //!   can never record checkpoints out of order.
 //! - **Data keys** live in a KV bucket; destroying one writes a tombstone revision and then

@@ -1,6 +1,7 @@
 //! [`JetStreamStore`]: the [`EventStore`] over one JetStream stream.
 
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
@@ -9,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use cairn_ledger::{
     ConsistencyProof, Hash, InclusionProof, Position, Record, SignedCheckpoint, StreamId,
-    StreamVersion, Timestamp,
+    StreamVersion,
 };
 use cairn_store::{
     AppendPlan, AppendResult, EventStore, ExpectedVersion, Head, NewEvent, RecordLog, StateView,
@@ -24,8 +25,8 @@ use crate::{SERVER_VERSION_MIN, ServerVersion, keys::Keys, wire};
 /// the caller is told to try again.
 const APPEND_ATTEMPTS_MAX: usize = 32;
 
-/// How long a wait for this node to apply records (an acknowledged append's, a catch-up's, the
-/// stream's at start) may see no progress before it fails.
+/// How long a wait for this node to apply records (a catch-up's, the stream's at start, another
+/// node's records before an acknowledged append) may see no progress before it fails.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long start-up waits for JetStream to answer (a cluster that has just started elects its
@@ -47,8 +48,14 @@ const BATCH_BACKOFF: Duration = Duration::from_millis(5);
 
 /// What publishing an append came to.
 enum Published {
-    /// Stored (or stored before: `duplicate`), the last record at this sequence.
-    Stored { last_sequence: u64, duplicate: bool },
+    /// Stored (or stored before: `duplicate`), the last record at this sequence; `count` is the
+    /// number of records the server says it stored (a batch's acknowledgement says so from
+    /// nats-server 2.14 on).
+    Stored {
+        last_sequence: u64,
+        duplicate: bool,
+        count: Option<u64>,
+    },
     /// The subject moved, or a batch holds an id recorded already: catch up and plan again.
     Conflict,
     /// The server had no room for another batch now: try again shortly.
@@ -151,10 +158,64 @@ struct Shared {
     head: watch::Sender<Position>,
     /// Appends waiting for this node to apply a position, woken only once it has (a watch would
     /// wake every waiter on every record).
-    waiters: std::sync::Mutex<std::collections::BTreeMap<u64, Vec<oneshot::Sender<()>>>>,
+    waiters: Mutex<std::collections::BTreeMap<u64, Vec<oneshot::Sender<()>>>>,
+    /// Records on their way to being applied (lock it before `state`).
+    applier: Mutex<Applier>,
+    /// The last position this node knows the stream holds (from its appends' acknowledgements,
+    /// waits for a position, and polls): the follower fetches up to it.
+    known: watch::Sender<u64>,
+    /// This node's publishes waiting for their acknowledgements.
+    acks: Acks,
+    /// Whether the follower consumes the stream (other nodes write much) rather than pulls.
+    consuming: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
+    /// `acks_prefix`: the subject prefix of this node's acknowledgements (an inbox).
+    fn new(acks_prefix: String) -> Shared {
+        Shared {
+            state: RwLock::new(State::default()),
+            live: broadcast::channel(limits::LIVE_BUFFER_RECORDS).0,
+            head: watch::channel(Position::ZERO).0,
+            waiters: Mutex::default(),
+            applier: Mutex::default(),
+            known: watch::channel(0).0,
+            acks: Acks::new(acks_prefix),
+            consuming: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn applier(&self) -> MutexGuard<'_, Applier> {
+        self.applier
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records that the stream holds at least `position`.
+    fn raise_known(&self, position: u64) {
+        self.known.send_if_modified(|known| {
+            let raised = position > *known;
+            if raised {
+                *known = position;
+            }
+            raised
+        });
+    }
+
+    /// Stops serving: the stream contradicts the ledger (at `position`, if known), as `detail`
+    /// says.
+    fn fail(&self, position: Option<Position>, detail: String) {
+        let detail = match position {
+            Some(position) => format!("at position {position}: {detail}"),
+            None => detail,
+        };
+        tracing::error!(%detail, "the record stream contradicts the ledger; this node stops serving");
+        self.write().failed = Some(detail);
+        // Wake waiters so they see the failure.
+        self.head.send_modify(|_| {});
+        self.drop_waiters();
+    }
+
     /// Wakes the waiters for positions up to `head`.
     fn wake(&self, head: Position) {
         let mut waiters = self
@@ -199,7 +260,8 @@ pub struct JetStreamStore {
     keys: Keys,
     checkpoints: tokio::sync::Mutex<CheckpointCache>,
     stop: watch::Sender<bool>,
-    follower: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The follower and the acknowledgement handler.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -430,21 +492,22 @@ impl JetStreamStore {
                 Err(error) => return Err(error),
             }
         };
-        let (live, _) = broadcast::channel(limits::LIVE_BUFFER_RECORDS);
-        let (head, _) = watch::channel(Position::ZERO);
-        let shared = Arc::new(Shared {
-            state: RwLock::new(State::default()),
-            live,
-            head,
-            waiters: std::sync::Mutex::default(),
-        });
+        let shared = Arc::new(Shared::new(client.new_inbox()));
+        let acks = client
+            .subscribe(format!("{}.*", shared.acks.prefix))
+            .await
+            .map_err(|error| unavailable("cannot subscribe to acknowledgements", error))?;
         let (stop, stopped) = watch::channel(false);
-        let follower = tokio::spawn(follow(
-            js.clone(),
-            options.clone(),
-            Arc::clone(&shared),
-            stopped,
-        ));
+        let tasks = vec![
+            tokio::spawn(follow(
+                client.clone(),
+                js.clone(),
+                options.clone(),
+                Arc::clone(&shared),
+                stopped.clone(),
+            )),
+            tokio::spawn(handle_acks(acks, Arc::clone(&shared), stopped)),
+        ];
         let store = Arc::new(JetStreamStore {
             options,
             client,
@@ -453,7 +516,7 @@ impl JetStreamStore {
             keys,
             checkpoints: tokio::sync::Mutex::new(CheckpointCache::default()),
             stop,
-            follower: std::sync::Mutex::new(Some(follower)),
+            tasks: Mutex::new(tasks),
         });
         let last = records
             .info()
@@ -470,15 +533,22 @@ impl JetStreamStore {
     pub async fn close(&self) {
         self.stop.send_replace(true);
         self.shared.drop_waiters();
-        let follower = self
-            .follower
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        if let Some(follower) = follower {
-            let _ = follower.await;
+        let tasks = std::mem::take(
+            &mut *self
+                .tasks
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for task in tasks {
+            let _ = task.await;
         }
         let _ = self.client.drain().await;
+    }
+
+    /// Whether this node follows the stream with a consumer (other nodes write at least 200
+    /// records a second) rather than by fetching what it misses.
+    pub fn consuming(&self) -> bool {
+        self.shared.consuming.load(Ordering::Acquire)
     }
 
     /// The options the store was opened with.
@@ -522,6 +592,7 @@ impl JetStreamStore {
             if *self.stop.borrow() {
                 return Err(StoreError::Unavailable("the store is closed".into()));
             }
+            self.shared.raise_known(position.0);
             let (sender, receiver) = oneshot::channel();
             self.shared
                 .waiters
@@ -565,12 +636,15 @@ impl JetStreamStore {
         self.wait_applied(Position(last)).await
     }
 
-    /// Publishes the events of one append.
+    /// Publishes the events of one append and waits for its acknowledgement, which the
+    /// acknowledgement handler ([`handle_acks`]) takes first: it applies the append's `bodies` at
+    /// the positions acknowledged.
     async fn publish(
         &self,
         subject: &str,
         events: &[NewEvent],
-        bodies: &[Bytes],
+        bytes: &[Bytes],
+        bodies: &[wire::Body],
         last_subject_sequence: u64,
     ) -> Result<Published, StoreError> {
         let message_headers = |index: usize| {
@@ -587,78 +661,45 @@ impl JetStreamStore {
             }
             headers
         };
-        if events.len() == 1 {
-            let ack = self
-                .js
-                .publish_with_headers(subject.to_owned(), message_headers(0), bodies[0].clone())
-                .await
-                .map_err(|error| unavailable("cannot publish", error))?
-                .await;
-            return match ack {
-                Ok(ack) => Ok(Published::Stored {
-                    last_sequence: ack.sequence,
-                    duplicate: ack.duplicate,
-                }),
-                Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => {
-                    Ok(Published::Conflict)
-                }
-                Err(error) => Err(unavailable("the append was not acknowledged", error)),
-            };
-        }
-        // An atomic batch: every message but the last is sent without a reply; the last commits
-        // the batch and is answered with the acknowledgement or the batch's error.
-        let batch_id = hex::encode(cairn_store::random_bytes::<16>());
+        let (reply, acknowledged) = self.shared.acks.expect(bodies.to_vec());
         let last = events.len() - 1;
-        for (index, body) in bodies.iter().enumerate().take(last) {
-            let mut headers = message_headers(index);
-            headers.insert(async_nats::header::NATS_BATCH_ID, batch_id.as_str());
-            headers.insert(
-                async_nats::header::NATS_BATCH_SEQUENCE,
-                (index + 1).to_string().as_str(),
-            );
-            self.client
-                .publish_with_headers(subject.to_owned(), headers, body.clone())
-                .await
-                .map_err(|error| unavailable("cannot publish", error))?;
-        }
-        let mut headers = message_headers(last);
-        headers.insert(async_nats::header::NATS_BATCH_ID, batch_id.as_str());
-        headers.insert(
-            async_nats::header::NATS_BATCH_SEQUENCE,
-            (last + 1).to_string().as_str(),
-        );
-        headers.insert(
-            async_nats::header::NATS_BATCH_COMMIT,
-            async_nats::header::NATS_BATCH_COMMIT_FINAL,
-        );
-        let reply = self
-            .client
-            .request_with_headers(subject.to_owned(), headers, bodies[last].clone())
-            .await
-            .map_err(|error| unavailable("the append was not acknowledged", error))?;
-        let response: jetstream::response::Response<jetstream::publish::PublishAck> =
-            serde_json::from_slice(&reply.payload).map_err(|error| {
-                unavailable(
-                    "the append's acknowledgement does not parse",
-                    format!("{error}: {:?}", String::from_utf8_lossy(&reply.payload)),
-                )
-            })?;
-        match response {
-            jetstream::response::Response::Ok(ack) => Ok(Published::Stored {
-                last_sequence: ack.sequence,
-                duplicate: ack.duplicate,
-            }),
-            jetstream::response::Response::Err { error } => {
-                let code = error.error_code().0;
-                if code == WRONG_LAST_SEQUENCE || code == BATCH_HAS_DUPLICATE {
-                    Ok(Published::Conflict)
-                } else if code == BATCHES_IN_FLIGHT {
-                    Ok(Published::Busy)
-                } else {
-                    Err(unavailable("the append was refused", error))
-                }
+        let mut last_headers = message_headers(last);
+        if events.len() > 1 {
+            // An atomic batch: every message but the last is sent without a reply; the last
+            // commits the batch and is answered with the acknowledgement or the batch's error.
+            let batch_id = hex::encode(cairn_store::random_bytes::<16>());
+            for (index, body) in bytes.iter().enumerate().take(last) {
+                let mut headers = message_headers(index);
+                headers.insert(async_nats::header::NATS_BATCH_ID, batch_id.as_str());
+                headers.insert(
+                    async_nats::header::NATS_BATCH_SEQUENCE,
+                    (index + 1).to_string().as_str(),
+                );
+                self.client
+                    .publish_with_headers(subject.to_owned(), headers, body.clone())
+                    .await
+                    .map_err(|error| unavailable("cannot publish", error))?;
             }
+            last_headers.insert(async_nats::header::NATS_BATCH_ID, batch_id.as_str());
+            last_headers.insert(
+                async_nats::header::NATS_BATCH_SEQUENCE,
+                (last + 1).to_string().as_str(),
+            );
+            last_headers.insert(
+                async_nats::header::NATS_BATCH_COMMIT,
+                async_nats::header::NATS_BATCH_COMMIT_FINAL,
+            );
         }
+        self.client
+            .publish_with_reply_and_headers(
+                subject.to_owned(),
+                reply.subject.clone(),
+                last_headers,
+                bytes[last].clone(),
+            )
+            .await
+            .map_err(|error| unavailable("cannot publish", error))?;
+        reply.wait(acknowledged, self.options.request_timeout).await
     }
 
     /// The newest checkpoint, read from its stream at most [`CHECKPOINT_CACHE_MAX_AGE`] ago (this
@@ -709,61 +750,300 @@ impl JetStreamStore {
     }
 }
 
-/// Follows the record stream from the first record not applied, for as long as the store is
-/// open; reconnects after a failure. Stops for good on a record that contradicts the ledger.
+/// This node's publishes waiting for their acknowledgements. Each append's last message carries
+/// a reply subject of its own under `prefix`; one task ([`handle_acks`]) takes every
+/// acknowledgement in the order the server sends them (the order it stored the appends in) and
+/// applies the append's records before it hands the acknowledgement to the append. So when it
+/// takes an acknowledgement, this node's earlier appends are applied or waiting already, and the
+/// records missing before it are other nodes': the follower fetches them at once.
+struct Acks {
+    prefix: String,
+    next_token: std::sync::atomic::AtomicU64,
+    waiting: Mutex<std::collections::HashMap<u64, AckWaiter>>,
+}
+
+/// An append waiting for its acknowledgement: the bodies it published and where the outcome goes.
+struct AckWaiter {
+    bodies: Vec<wire::Body>,
+    outcome: oneshot::Sender<Result<Published, StoreError>>,
+}
+
+/// An append's claim on its acknowledgement: the reply subject, and the token that withdraws the
+/// claim if no acknowledgement comes.
+struct AckReply<'a> {
+    acks: &'a Acks,
+    token: u64,
+    subject: String,
+}
+
+impl Acks {
+    fn new(prefix: String) -> Acks {
+        Acks {
+            prefix,
+            next_token: std::sync::atomic::AtomicU64::new(1),
+            waiting: Mutex::default(),
+        }
+    }
+
+    fn waiting(&self) -> MutexGuard<'_, std::collections::HashMap<u64, AckWaiter>> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers an append of `bodies` before it is published.
+    fn expect(
+        &self,
+        bodies: Vec<wire::Body>,
+    ) -> (
+        AckReply<'_>,
+        oneshot::Receiver<Result<Published, StoreError>>,
+    ) {
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let (outcome, receiver) = oneshot::channel();
+        self.waiting().insert(token, AckWaiter { bodies, outcome });
+        let reply = AckReply {
+            acks: self,
+            token,
+            subject: format!("{}.{token}", self.prefix),
+        };
+        (reply, receiver)
+    }
+}
+
+impl AckReply<'_> {
+    /// Waits up to `timeout` for the acknowledgement.
+    async fn wait(
+        self,
+        acknowledged: oneshot::Receiver<Result<Published, StoreError>>,
+        timeout: Duration,
+    ) -> Result<Published, StoreError> {
+        match tokio::time::timeout(timeout, acknowledged).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(StoreError::Unavailable(
+                "the store closed before the append was acknowledged".into(),
+            )),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "the append was not acknowledged within {timeout:?} (it may be stored; a retry \
+                 with the same event ids is safe)"
+            ))),
+        }
+    }
+}
+
+impl Drop for AckReply<'_> {
+    fn drop(&mut self) {
+        self.acks.waiting().remove(&self.token);
+    }
+}
+
+/// Takes this node's acknowledgements in the order they arrive (see [`Acks`]).
+async fn handle_acks(
+    mut replies: async_nats::Subscriber,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let message = tokio::select! {
+            message = replies.next() => message,
+            _ = stopped.wait_for(|stop| *stop) => return,
+        };
+        let Some(message) = message else {
+            return;
+        };
+        let Some(token) = message
+            .subject
+            .rsplit('.')
+            .next()
+            .and_then(|token| token.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let Some(waiter) = shared.acks.waiting().remove(&token) else {
+            // Its append stopped waiting.
+            continue;
+        };
+        let outcome = acknowledgement(&message);
+        if let Ok(Published::Stored {
+            last_sequence,
+            duplicate: false,
+            count,
+        }) = outcome
+        {
+            let len = waiter.bodies.len() as u64;
+            if count.is_none_or(|count| count == len) && last_sequence >= len {
+                // The acknowledgement gives the positions; the bodies give the rest: apply them
+                // now, or once the records before them are fetched.
+                let added =
+                    shared
+                        .applier()
+                        .add_own(&shared, last_sequence + 1 - len, waiter.bodies);
+                if let Err(StoreError::Corrupt { position, detail }) = added {
+                    shared.fail(position, detail);
+                }
+            }
+            shared.raise_known(last_sequence);
+        }
+        let _ = waiter.outcome.send(outcome);
+    }
+}
+
+/// What an acknowledgement (or the error in its place) says.
+fn acknowledgement(message: &async_nats::Message) -> Result<Published, StoreError> {
+    if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+        return Err(StoreError::Unavailable(
+            "no JetStream server took the append".into(),
+        ));
+    }
+    let response: jetstream::response::Response<jetstream::publish::PublishAck> =
+        serde_json::from_slice(&message.payload).map_err(|error| {
+            unavailable(
+                "the append's acknowledgement does not parse",
+                format!("{error}: {:?}", String::from_utf8_lossy(&message.payload)),
+            )
+        })?;
+    match response {
+        jetstream::response::Response::Ok(ack) => Ok(Published::Stored {
+            last_sequence: ack.sequence,
+            duplicate: ack.duplicate,
+            count: ack.batch_size,
+        }),
+        jetstream::response::Response::Err { error } => {
+            let code = error.error_code().0;
+            if code == WRONG_LAST_SEQUENCE || code == BATCH_HAS_DUPLICATE {
+                Ok(Published::Conflict)
+            } else if code == BATCHES_IN_FLIGHT {
+                Ok(Published::Busy)
+            } else {
+                Err(unavailable("the append was refused", error))
+            }
+        }
+    }
+}
+
+/// Follows the record stream for as long as the store is open, in one of two ways, and stops for
+/// good on a record that contradicts the ledger:
+///
+/// - **pulling** ([`pull`]), while the node sees few records it did not append itself: it fetches
+///   what it knows the stream holds and has not applied (the gaps before its own acknowledged
+///   appends, positions it waits for, and what a poll of the stream's last sequence every
+///   [`FOLLOW_POLL`] shows), so a node alone on the stream receives no record twice;
+/// - **consuming** ([`consume`]), while other nodes write at least [`CONSUME_ABOVE`] records a
+///   second: an ordered consumer pushes every record as soon as it is stored, so an append waits
+///   for no round trip to learn the records before it. Below [`PULL_BELOW`] a second it pulls
+///   again.
 async fn follow(
+    client: async_nats::Client,
     js: jetstream::Context,
     options: JetStreamOptions,
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let mut consuming = false;
     loop {
-        let from = shared.read().log.head().next();
         let result = tokio::select! {
-            result = consume(&js, &options, &shared, from) => result,
+            result = async {
+                if consuming {
+                    consume(&js, &options, &shared).await
+                } else {
+                    pull(&client, &js, &options, &shared).await
+                }
+            } => result,
             _ = stopped.wait_for(|stop| *stop) => return,
         };
         match result {
+            // The way of following has its reason to change.
+            Ok(()) => {
+                consuming = !consuming;
+                shared.consuming.store(consuming, Ordering::Release);
+                tracing::debug!(consuming, "the follower changes how it follows the stream");
+            }
             Err(StoreError::Corrupt { position, detail }) => {
-                let detail = match position {
-                    Some(position) => format!("at position {position}: {detail}"),
-                    None => detail,
-                };
-                tracing::error!(%detail, "the record stream contradicts the ledger; this node stops serving");
-                shared.write().failed = Some(detail);
-                // Wake waiters so they see the failure.
-                shared.head.send_modify(|_| {});
-                shared.drop_waiters();
+                shared.fail(position, detail);
                 return;
             }
             Err(error) => {
-                tracing::warn!(%error, from = %from, "following the record stream failed; retrying");
+                tracing::warn!(%error, consuming, "following the record stream failed; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    _ = stopped.wait_for(|stop| *stop) => return,
+                }
             }
-            Ok(()) => {}
-        }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(250)) => {}
-            _ = stopped.wait_for(|stop| *stop) => return,
         }
     }
 }
 
-/// Consumes the record stream from `from` with an ordered consumer until it fails, or until the
-/// watchdog finds it stuck.
+/// How often a pulling node asks the stream for its last sequence, to learn of other nodes'
+/// records (an append, a catch-up and a wait for a position tell it at once).
+const FOLLOW_POLL: Duration = Duration::from_millis(50);
+
+/// Records fetched within one [`MODE_WINDOW`] from which a node consumes instead of pulling.
+const CONSUME_ABOVE: usize = 200;
+
+/// Records a consumer brought that the node had not applied, within one [`MODE_WINDOW`], below
+/// which the node pulls again.
+const PULL_BELOW: usize = 50;
+
+/// The window in which the follower counts other nodes' records.
+const MODE_WINDOW: Duration = Duration::from_secs(1);
+
+/// Pulls until other nodes write enough to consume instead (`Ok`), or it fails.
+async fn pull(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    options: &JetStreamOptions,
+    shared: &Shared,
+) -> Result<(), StoreError> {
+    let mut known = shared.known.subscribe();
+    let mut poll = tokio::time::interval(FOLLOW_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut window = Instant::now();
+    let mut fetched = 0;
+    loop {
+        known.borrow_and_update();
+        fetched += fill(client, options, shared).await?;
+        if window.elapsed() >= MODE_WINDOW {
+            window = Instant::now();
+            fetched = 0;
+        } else if fetched >= CONSUME_ABOVE {
+            return Ok(());
+        }
+        let polled = tokio::select! {
+            _ = known.changed() => false,
+            _ = poll.tick() => true,
+        };
+        if polled {
+            // Other nodes' records: the stream's last sequence (one request, not a delivery of
+            // every record).
+            match tokio::time::timeout(options.request_timeout, js.get_stream(&options.stream))
+                .await
+            {
+                Ok(Ok(stream)) => shared.raise_known(stream.cached_info().state.last_sequence),
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "cannot read the record stream's last sequence");
+                }
+                Err(_) => tracing::debug!("reading the record stream's last sequence timed out"),
+            }
+        }
+    }
+}
+
+/// Consumes the record stream with an ordered consumer from the next record to apply, until other
+/// nodes write too little to keep it (`Ok`), or it fails, or the watchdog finds it stuck.
 async fn consume(
     js: &jetstream::Context,
     options: &JetStreamOptions,
     shared: &Shared,
-    from: Position,
 ) -> Result<(), StoreError> {
     let records = js
         .get_stream_no_info(&options.stream)
         .await
         .map_err(|error| unavailable("cannot reach the record stream", error))?;
+    let from = shared.applier().next(shared);
     let consumer = records
         .create_consumer(consumer::pull::OrderedConfig {
             deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: from.0,
+                start_sequence: from,
             },
             ..Default::default()
         })
@@ -773,14 +1053,11 @@ async fn consume(
         .messages()
         .await
         .map_err(|error| unavailable("cannot consume the record stream", error))?;
-    let mut applier = Applier {
-        options,
-        shared,
-        pending: Vec::new(),
-    };
     let mut watchdog = tokio::time::interval(WATCHDOG_INTERVAL);
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stuck_at: Option<Position> = None;
+    let mut window = Instant::now();
+    let mut brought = 0;
     loop {
         tokio::select! {
             message = messages.next() => {
@@ -789,18 +1066,34 @@ async fn consume(
                 };
                 let message =
                     message.map_err(|error| unavailable("consuming the record stream", error))?;
-                let info = message
+                let sequence = message
                     .info()
-                    .map_err(|error| unavailable("a consumed message has no metadata", error))?;
-                let sequence = info.stream_sequence;
-                let published = Timestamp((info.published.unix_timestamp_nanos() / 1_000) as i64);
-                applier.apply(sequence, published, &message.subject, &message.payload)?;
+                    .map_err(|error| unavailable("a consumed message has no metadata", error))?
+                    .stream_sequence;
+                let mut applier = shared.applier();
+                if sequence >= applier.next(shared) {
+                    brought += 1;
+                }
+                applier.apply_message(
+                    shared,
+                    options.prefix(),
+                    sequence,
+                    &message.subject,
+                    &message.payload,
+                )?;
             }
             _ = watchdog.tick() => {
+                if window.elapsed() >= MODE_WINDOW {
+                    if brought < PULL_BELOW {
+                        return Ok(());
+                    }
+                    window = Instant::now();
+                    brought = 0;
+                }
                 // A consumer can go quiet without an error (its server restarted, its stream's
                 // leader moved) for as long as its heartbeats take to be missed: if the stream
                 // holds more than this node applied and nothing arrived for a whole interval,
-                // start again from the last applied record.
+                // start again from the next record to apply.
                 let head = shared.read().log.head();
                 let Ok(Ok(stream)) =
                     tokio::time::timeout(WATCHDOG_INTERVAL, js.get_stream(&options.stream)).await
@@ -824,69 +1117,265 @@ async fn consume(
     }
 }
 
-/// How often the follower checks that its consumer still delivers.
+/// How often a consuming follower checks that its consumer still delivers.
 const WATCHDOG_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Applies consumed messages in order. The records of one append become visible together: the
-/// first ones wait in `pending` until the last arrives (an atomic batch is stored whole, so it
-/// does).
-struct Applier<'a> {
-    options: &'a JetStreamOptions,
-    shared: &'a Shared,
-    pending: Vec<Arc<Record>>,
+/// The most records one fetch asks for, and the bytes it asks the server to stop at.
+const FETCH_PAGE_RECORDS: u64 = 1024;
+const FETCH_PAGE_BYTES: u64 = 4 << 20;
+
+/// The most fetches in flight at once: one per gap between this node's own appends waiting.
+const FETCH_GAPS_MAX: usize = 8;
+
+/// Fetches and applies what this node knows the stream holds beyond what it applied, until there
+/// is nothing left to fetch or the server has nothing more yet; returns how many records it
+/// fetched.
+async fn fill(
+    client: &async_nats::Client,
+    options: &JetStreamOptions,
+    shared: &Shared,
+) -> Result<usize, StoreError> {
+    let mut fetched = 0;
+    loop {
+        let gaps = shared
+            .applier()
+            .gaps(shared, *shared.known.borrow(), FETCH_GAPS_MAX);
+        if gaps.is_empty() {
+            return Ok(fetched);
+        }
+        // One request per gap, all sent before any is read, so the round trips overlap; the
+        // replies are applied in order.
+        let mut pages = Vec::with_capacity(gaps.len());
+        for &(from, to) in &gaps {
+            pages.push(request_page(client, options, from, to).await?);
+        }
+        for (replies, &(from, _)) in pages.into_iter().zip(&gaps) {
+            if shared.applier().next(shared) != from {
+                // A page before it ended early (a page's limit, or a replica behind).
+                break;
+            }
+            let arrived = read_page(replies, options, shared, from).await?;
+            if arrived == 0 {
+                // The server (or the replica that answered) does not have them yet: the next
+                // poll or wait tries again.
+                return Ok(fetched);
+            }
+            fetched += arrived;
+        }
+    }
 }
 
-impl Applier<'_> {
-    /// Applies the message at `sequence`: the next position, or one applied already (a consumer
-    /// recreated after a failure may deliver it again).
-    fn apply(
+/// Asks for the records from `from` (at most to `to`, and at most a page) with one batched direct
+/// get; the replies are read by [`read_page`].
+async fn request_page(
+    client: &async_nats::Client,
+    options: &JetStreamOptions,
+    from: u64,
+    to: u64,
+) -> Result<async_nats::Subscriber, StoreError> {
+    let inbox = client.new_inbox();
+    let replies = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|error| unavailable("cannot fetch records", error))?;
+    let request = serde_json::json!({
+        "seq": from,
+        "batch": (to - from + 1).min(FETCH_PAGE_RECORDS),
+        "max_bytes": FETCH_PAGE_BYTES,
+    });
+    client
+        .publish_with_reply(
+            format!("$JS.API.DIRECT.GET.{}", options.stream),
+            inbox,
+            request.to_string().into(),
+        )
+        .await
+        .map_err(|error| unavailable("cannot fetch records", error))?;
+    Ok(replies)
+}
+
+/// Applies the replies of the page asked for from `from` as they arrive; returns how many
+/// arrived.
+async fn read_page(
+    mut replies: async_nats::Subscriber,
+    options: &JetStreamOptions,
+    shared: &Shared,
+    from: u64,
+) -> Result<usize, StoreError> {
+    let mut arrived = 0;
+    loop {
+        let message = match tokio::time::timeout(options.request_timeout, replies.next()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => return Err(StoreError::Unavailable("a fetch's replies ended".into())),
+            Err(_) if arrived > 0 => return Ok(arrived),
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "fetching records from position {from} timed out"
+                )));
+            }
+        };
+        match message.status.map(|status| status.as_u16()) {
+            None => {}
+            // The end of the batch, or nothing at `from` yet.
+            Some(204 | 404) => return Ok(arrived),
+            Some(status) => {
+                return Err(StoreError::Unavailable(format!(
+                    "fetching records from position {from}: {status} {}",
+                    message.description.unwrap_or_default()
+                )));
+            }
+        }
+        let header = |name| {
+            message
+                .headers
+                .as_ref()
+                .and_then(|headers| headers.get(name))
+                .map(|value| value.as_str())
+        };
+        let (Some(sequence), Some(subject)) = (
+            header(async_nats::header::NATS_SEQUENCE).and_then(|value| value.parse::<u64>().ok()),
+            header(async_nats::header::NATS_SUBJECT),
+        ) else {
+            return Err(StoreError::Unavailable(format!(
+                "a fetched record after position {from} has no sequence or subject"
+            )));
+        };
+        shared.applier().apply_message(
+            shared,
+            options.prefix(),
+            sequence,
+            subject,
+            &message.payload,
+        )?;
+        arrived += 1;
+    }
+}
+
+/// Applies records in order, from two sources: records fetched from the stream, and this node's
+/// own acknowledged appends, which need no fetch (an acknowledgement gives their positions, and
+/// every other field is in the bodies the node published). The records of one append become
+/// visible together: fetched ones wait in `pending` until the last arrives (an atomic batch is
+/// stored whole and contiguous, so it does).
+#[derive(Default)]
+struct Applier {
+    pending: Vec<Arc<Record>>,
+    /// This node's acknowledged appends, by first position, waiting for the records before them.
+    ahead: std::collections::BTreeMap<u64, Vec<wire::Body>>,
+}
+
+impl Applier {
+    /// The position of the next record to apply.
+    fn next(&self, shared: &Shared) -> u64 {
+        shared.read().log.head().0 + self.pending.len() as u64 + 1
+    }
+
+    /// The positions to fetch, given that the stream holds `known`: the gaps from the next to
+    /// apply to `known` around the own appends waiting, in order, at most `max` of them.
+    fn gaps(&self, shared: &Shared, known: u64, max: usize) -> Vec<(u64, u64)> {
+        let mut gaps = Vec::new();
+        let mut from = self.next(shared);
+        for (&first, bodies) in &self.ahead {
+            if gaps.len() == max {
+                return gaps;
+            }
+            if first > from {
+                gaps.push((from, first - 1));
+            }
+            from = from.max(first + bodies.len() as u64);
+        }
+        if gaps.len() < max && known >= from {
+            gaps.push((from, known));
+        }
+        gaps
+    }
+
+    /// Applies the fetched message at `sequence`: the next position, or one applied already.
+    fn apply_message(
         &mut self,
+        shared: &Shared,
+        prefix: &str,
         sequence: u64,
-        published: Timestamp,
         subject: &str,
         payload: &[u8],
     ) -> Result<(), StoreError> {
-        let (head, last_recorded_at) = {
-            let state = self.shared.read();
-            (state.log.head(), state.log.last_recorded_at())
-        };
-        let known = head.0 + self.pending.len() as u64;
-        if sequence <= known {
+        let next = self.next(shared);
+        if sequence < next {
             return Ok(());
         }
-        let position = Position(known + 1);
-        if sequence != position.0 {
+        if sequence != next {
             return Err(StoreError::Corrupt {
-                position: Some(position),
-                detail: format!("the record stream skips from {known} to {sequence}"),
+                position: Some(Position(next)),
+                detail: format!("the record stream skips from {} to {sequence}", next - 1),
             });
         }
-        let recorded_at = published.max(
-            self.pending
-                .last()
-                .map_or(last_recorded_at, |record| record.envelope.recorded_at),
-        );
+        let body = wire::parse(prefix, subject, payload, Position(sequence))?;
+        self.apply_body(shared, Position(sequence), body)?;
+        self.drain(shared)
+    }
+
+    /// Takes this node's acknowledged append stored at `first` onwards: applies it now if it is
+    /// next, keeps it until the records before it are applied if not, and drops it if it was
+    /// fetched already.
+    fn add_own(
+        &mut self,
+        shared: &Shared,
+        first: u64,
+        bodies: Vec<wire::Body>,
+    ) -> Result<(), StoreError> {
+        if first >= self.next(shared) {
+            self.ahead.insert(first, bodies);
+        }
+        self.drain(shared)
+    }
+
+    /// Applies the own appends that are next.
+    fn drain(&mut self, shared: &Shared) -> Result<(), StoreError> {
+        loop {
+            let next = self.next(shared);
+            let Some(entry) = self.ahead.first_entry() else {
+                return Ok(());
+            };
+            if *entry.key() > next {
+                return Ok(());
+            }
+            let (first, bodies) = entry.remove_entry();
+            if first < next {
+                // Fetched before its acknowledgement was handled.
+                continue;
+            }
+            for (offset, body) in bodies.into_iter().enumerate() {
+                self.apply_body(shared, Position(first + offset as u64), body)?;
+            }
+        }
+    }
+
+    /// Applies `body` at `position`, the next one.
+    fn apply_body(
+        &mut self,
+        shared: &Shared,
+        position: Position,
+        body: wire::Body,
+    ) -> Result<(), StoreError> {
         let decoded = {
-            let state = self.shared.read();
+            let state = shared.read();
+            let previous_recorded_at = self
+                .pending
+                .last()
+                .map_or(state.log.last_recorded_at(), |record| {
+                    record.envelope.recorded_at
+                });
             let pending = &self.pending;
-            wire::decode(
-                self.options.prefix(),
-                subject,
-                payload,
-                position,
-                recorded_at,
-                |stream| {
-                    let applied = state
-                        .log
-                        .stream_version(stream)
-                        .map_or(0, |version| version.0);
-                    let waiting = pending
-                        .iter()
-                        .filter(|record| &record.envelope.stream == stream)
-                        .count() as u64;
-                    StreamVersion(applied + waiting + 1)
-                },
-            )?
+            wire::place(body, position, previous_recorded_at, |stream| {
+                let applied = state
+                    .log
+                    .stream_version(stream)
+                    .map_or(0, |version| version.0);
+                let waiting = pending
+                    .iter()
+                    .filter(|record| &record.envelope.stream == stream)
+                    .count() as u64;
+                StreamVersion(applied + waiting + 1)
+            })?
         };
         if usize::from(decoded.batch_index) != self.pending.len()
             || self
@@ -906,15 +1395,15 @@ impl Applier<'_> {
         }
         self.pending.push(Arc::new(decoded.record));
         if usize::from(decoded.batch_len) == self.pending.len() {
-            self.commit();
+            self.commit(shared);
         }
         Ok(())
     }
 
     /// Makes the pending records of a whole append visible, in one step.
-    fn commit(&mut self) {
+    fn commit(&mut self, shared: &Shared) {
         let records = std::mem::take(&mut self.pending);
-        let mut state = self.shared.write();
+        let mut state = shared.write();
         for record in &records {
             if let Some(first) = state.log.push(Arc::clone(record)) {
                 // Possible only if two nodes recorded one id on different streams beyond the
@@ -931,10 +1420,10 @@ impl Applier<'_> {
         let head = state.log.head();
         drop(state);
         for record in records {
-            let _ = self.shared.live.send(record);
+            let _ = shared.live.send(record);
         }
-        self.shared.head.send_replace(head);
-        self.shared.wake(head);
+        shared.head.send_replace(head);
+        shared.wake(head);
     }
 }
 
@@ -949,9 +1438,10 @@ impl EventStore for JetStreamStore {
         validate_append(&stream, &events)?;
         self.check_serving()?;
         let subject = wire::subject(self.options.prefix(), &stream);
-        let bodies: Vec<Bytes> = wire::encode_append(&stream, &events)
-            .into_iter()
-            .map(Bytes::from)
+        let bodies = wire::bodies(&stream, &events, cairn_store::now());
+        let bytes: Vec<Bytes> = bodies
+            .iter()
+            .map(|body| Bytes::from(body.encode()))
             .collect();
         // Whether this node has caught up with the stream since the append began: a refusal
         // (wrong version, ids recorded in part) is final only from a view at least that fresh,
@@ -981,13 +1471,16 @@ impl EventStore for JetStreamStore {
                 Err(error) => return Err(error),
             };
             match self
-                .publish(&subject, &events, &bodies, last_subject_sequence)
+                .publish(&subject, &events, &bytes, &bodies, last_subject_sequence)
                 .await?
             {
                 Published::Stored {
                     last_sequence,
                     duplicate,
+                    ..
                 } => {
+                    // Another node's records before these, or a duplicate's original, are
+                    // fetched.
                     self.wait_applied(Position(last_sequence)).await?;
                     // The applied records answer: positions and versions as every node derives
                     // them, and the content check of a duplicate.
@@ -1157,5 +1650,143 @@ impl cairn_store::KeyStore for JetStreamStore {
 
     async fn destroy_key(&self, key_id: cairn_ledger::KeyId) -> Result<bool, StoreError> {
         self.keys.destroy(key_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_store::testsuite::{event, stream};
+
+    /// The bodies of an append of `ids` to `name`, recorded at `at`.
+    fn append(name: &str, ids: &[&str], at: i64) -> Vec<wire::Body> {
+        let events: Vec<NewEvent> = ids.iter().map(|id| event(id)).collect();
+        wire::bodies(&stream(name), &events, cairn_ledger::Timestamp(at))
+    }
+
+    fn fetched(
+        applier: &mut Applier,
+        shared: &Shared,
+        sequence: u64,
+        body: &wire::Body,
+        name: &str,
+    ) {
+        applier
+            .apply_message(
+                shared,
+                "CAIRN",
+                sequence,
+                &wire::subject("CAIRN", &stream(name)),
+                &body.encode(),
+            )
+            .expect("applies");
+    }
+
+    fn ids(shared: &Shared) -> Vec<String> {
+        shared
+            .read()
+            .log
+            .read_all(Position(1), 100)
+            .iter()
+            .map(|record| record.envelope.event_id.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn own_appends_wait_for_the_records_before_them_and_apply_in_order() {
+        let shared = Shared::new("_INBOX.test".into());
+        let mut applier = shared.applier();
+        let first = append("s-1", &["a"], 10);
+        let second = append("s-2", &["b", "c"], 20);
+        let third = append("s-1", &["d"], 30);
+        // Acknowledged out of order: 4 (third), then 2-3 (second); 1 is another node's.
+        applier.add_own(&shared, 4, third.clone()).unwrap();
+        applier.add_own(&shared, 2, second.clone()).unwrap();
+        assert_eq!(shared.read().log.head(), Position::ZERO);
+        assert_eq!(applier.gaps(&shared, 4, 8), [(1, 1)]);
+        assert_eq!(applier.gaps(&shared, 9, 8), [(1, 1), (5, 9)]);
+        assert_eq!(applier.gaps(&shared, 9, 1), [(1, 1)]);
+        fetched(&mut applier, &shared, 1, &first[0], "s-1");
+        assert_eq!(shared.read().log.head(), Position(4));
+        assert!(applier.gaps(&shared, 4, 8).is_empty());
+        assert!(applier.ahead.is_empty());
+        let expected: Vec<String> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|id| event(id).event_id.to_string())
+            .collect();
+        assert_eq!(ids(&shared), expected);
+        let state = shared.read();
+        let d = &state.log.read_all(Position(4), 1)[0];
+        assert_eq!(d.envelope.stream_version, StreamVersion(2));
+        assert_eq!(d.envelope.recorded_at, cairn_ledger::Timestamp(30));
+    }
+
+    #[test]
+    fn an_own_append_fetched_first_is_applied_once() {
+        let shared = Shared::new("_INBOX.test".into());
+        let mut applier = shared.applier();
+        let own = append("s-1", &["a", "b"], 10);
+        // A fetch brought the first record of the append, then its acknowledgement is handled,
+        // then the fetch brings the rest.
+        fetched(&mut applier, &shared, 1, &own[0], "s-1");
+        applier.add_own(&shared, 1, own.clone()).unwrap();
+        assert_eq!(
+            shared.read().log.head(),
+            Position::ZERO,
+            "an append shows whole"
+        );
+        fetched(&mut applier, &shared, 2, &own[1], "s-1");
+        assert_eq!(shared.read().log.head(), Position(2));
+        assert!(applier.ahead.is_empty());
+        // A late acknowledgement of what was fetched whole changes nothing.
+        applier.add_own(&shared, 1, own).unwrap();
+        assert_eq!(shared.read().log.head(), Position(2));
+        assert!(applier.ahead.is_empty());
+    }
+
+    #[test]
+    fn recorded_time_never_goes_back_between_nodes() {
+        let shared = Shared::new("_INBOX.test".into());
+        let mut applier = shared.applier();
+        // A node with a clock ahead, then one behind.
+        applier
+            .add_own(&shared, 1, append("s-1", &["a"], 500))
+            .unwrap();
+        applier
+            .add_own(&shared, 2, append("s-2", &["b"], 100))
+            .unwrap();
+        let times: Vec<i64> = shared
+            .read()
+            .log
+            .read_all(Position(1), 10)
+            .iter()
+            .map(|record| record.envelope.recorded_at.0)
+            .collect();
+        assert_eq!(times, [500, 500]);
+    }
+
+    #[test]
+    fn a_fetched_record_past_a_gap_or_out_of_its_append_is_corrupt() {
+        let shared = Shared::new("_INBOX.test".into());
+        let mut applier = shared.applier();
+        let body = &append("s-1", &["a"], 10)[0];
+        let skipped = applier.apply_message(
+            &shared,
+            "CAIRN",
+            2,
+            &wire::subject("CAIRN", &stream("s-1")),
+            &body.encode(),
+        );
+        assert!(matches!(skipped, Err(StoreError::Corrupt { .. })));
+        let torn = &append("s-1", &["x", "y"], 10)[1];
+        let out_of_place = applier.apply_message(
+            &shared,
+            "CAIRN",
+            1,
+            &wire::subject("CAIRN", &stream("s-1")),
+            &torn.encode(),
+        );
+        assert!(matches!(out_of_place, Err(StoreError::Corrupt { .. })));
+        assert_eq!(shared.read().log.head(), Position::ZERO);
     }
 }

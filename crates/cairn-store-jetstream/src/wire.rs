@@ -1,11 +1,13 @@
 //! What cairn publishes to JetStream: one message per record, its subject derived from the
 //! ledger stream, its body the caller's part of the record.
 //!
-//! The position, the stream version and the recorded time are not in the body: JetStream assigns
-//! the first (the stream sequence is the ledger position), the second follows from the records
-//! of the subject before it, and the third is the message's JetStream timestamp, clamped so it
-//! never goes back. Every node derives them the same way while it consumes the stream in order,
-//! so every node builds the same envelopes, leaves and roots.
+//! The position and the stream version are not in the body: JetStream assigns the first (the
+//! stream sequence is the ledger position) and the second follows from the records of the subject
+//! before it. The recorded time is the appending node's clock, raised to the previous record's
+//! when it is earlier, so it never goes back. Every node derives all three the same way while it
+//! applies the stream in order, so every node builds the same envelopes, leaves and roots, and the
+//! appending node can apply its own records from the acknowledgement alone (it needs nothing the
+//! server adds but the position).
 
 use cairn_ledger::{
     DataClass, ENVELOPE_FORMAT_V1, Envelope, EventId, Hash, KeyId, LineageParent, Position, Record,
@@ -14,13 +16,16 @@ use cairn_ledger::{
 use cairn_store::{NewEvent, StoreError};
 use serde::{Deserialize, Serialize};
 
-/// The body format's version, its first field.
-pub const BODY_FORMAT_V1: u16 = 1;
+/// The body format's version, its first field. Version 2 carries the recorded time (version 1
+/// took it from the JetStream timestamp, which an acknowledgement does not carry).
+pub const BODY_FORMAT_V2: u16 = 2;
 
 /// The body of one published record.
-#[derive(Serialize, Deserialize)]
-struct Body {
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct Body {
     format: u16,
+    /// The appending node's clock when it published; see [`place`] for how it is clamped.
+    recorded_at: Timestamp,
     stream: StreamId,
     event_id: EventId,
     event_type: String,
@@ -63,25 +68,39 @@ pub fn subjects_filter(prefix: &str) -> String {
     format!("{prefix}.s.*")
 }
 
-/// Encodes the body of an append of one event to `stream`.
+/// Encodes the body of an append of one event to `stream`, recorded now.
 pub fn encode(stream: &StreamId, event: &NewEvent) -> Vec<u8> {
-    encode_at(stream, event, 0, 1)
+    body_at(stream, event, cairn_store::now(), 0, 1).encode()
 }
 
-/// Encodes the bodies of an append of `events` to `stream` (at most
-/// `cairn_store::limits::APPEND_EVENTS_MAX`).
-pub fn encode_append(stream: &StreamId, events: &[NewEvent]) -> Vec<Vec<u8>> {
+/// The bodies of an append of `events` to `stream` (at most
+/// `cairn_store::limits::APPEND_EVENTS_MAX`), recorded at `recorded_at`.
+pub(crate) fn bodies(stream: &StreamId, events: &[NewEvent], recorded_at: Timestamp) -> Vec<Body> {
     let len = u16::try_from(events.len()).expect("an append holds at most 1,000 events");
     events
         .iter()
         .enumerate()
-        .map(|(index, event)| encode_at(stream, event, index as u16, len))
+        .map(|(index, event)| body_at(stream, event, recorded_at, index as u16, len))
         .collect()
 }
 
-fn encode_at(stream: &StreamId, event: &NewEvent, batch_index: u16, batch_len: u16) -> Vec<u8> {
-    let body = Body {
-        format: BODY_FORMAT_V1,
+impl Body {
+    /// The bytes published.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("a body always encodes")
+    }
+}
+
+fn body_at(
+    stream: &StreamId,
+    event: &NewEvent,
+    recorded_at: Timestamp,
+    batch_index: u16,
+    batch_len: u16,
+) -> Body {
+    Body {
+        format: BODY_FORMAT_V2,
+        recorded_at,
         stream: stream.clone(),
         event_id: event.event_id,
         event_type: event.event_type.clone(),
@@ -97,8 +116,7 @@ fn encode_at(stream: &StreamId, event: &NewEvent, batch_index: u16, batch_len: u
         payload: event.payload.clone(),
         batch_index,
         batch_len,
-    };
-    postcard::to_allocvec(&body).expect("a body always encodes")
+    }
 }
 
 /// A decoded record and its place in its append.
@@ -111,20 +129,29 @@ pub struct Decoded {
     pub batch_len: u16,
 }
 
-/// Decodes the message at `position` into its record, checking the subject, the payload
-/// commitment, the sealed payload's key and the place in its append. `next_version` gives the
-/// stream version of the next record of a stream; `recorded_at` is the time the consuming node
-/// derived.
+/// Decodes the message at `position` into its record: [`parse`], then [`place`].
 pub fn decode(
     prefix: &str,
     message_subject: &str,
     bytes: &[u8],
     position: Position,
-    recorded_at: Timestamp,
+    previous_recorded_at: Timestamp,
     next_version: impl FnOnce(&StreamId) -> StreamVersion,
 ) -> Result<Decoded, StoreError> {
+    let body = parse(prefix, message_subject, bytes, position)?;
+    place(body, position, previous_recorded_at, next_version)
+}
+
+/// Decodes the body of the message at `position`, checking its format, its subject, the payload
+/// commitment, the sealed payload's key and its place in its append.
+pub(crate) fn parse(
+    prefix: &str,
+    message_subject: &str,
+    bytes: &[u8],
+    position: Position,
+) -> Result<Body, StoreError> {
     let body: Body = postcard::from_bytes(bytes).map_err(|error| corrupt(position, error))?;
-    if body.format != BODY_FORMAT_V1 {
+    if body.format != BODY_FORMAT_V2 {
         return Err(StoreError::Corrupt {
             position: Some(position),
             detail: format!("body format {} is not one this build reads", body.format),
@@ -158,6 +185,19 @@ pub fn decode(
         .map_err(|error| corrupt(position, error))?;
     cairn_ledger::check_sealed_key(body.key_id, &sealed)
         .map_err(|error| corrupt(position, error))?;
+    Ok(body)
+}
+
+/// The record a body makes at `position`: `next_version` gives the stream version of the next
+/// record of a stream; the recorded time is the body's, raised to `previous_recorded_at` (the
+/// record before's) when it is earlier, so a node whose clock is behind another's never makes
+/// time go back.
+pub(crate) fn place(
+    body: Body,
+    position: Position,
+    previous_recorded_at: Timestamp,
+    next_version: impl FnOnce(&StreamId) -> StreamVersion,
+) -> Result<Decoded, StoreError> {
     let stream_version = next_version(&body.stream);
     let envelope = Envelope {
         format_version: ENVELOPE_FORMAT_V1,
@@ -167,7 +207,7 @@ pub fn decode(
         event_id: body.event_id,
         event_type: body.event_type,
         event_schema_version: body.event_schema_version,
-        recorded_at,
+        recorded_at: body.recorded_at.max(previous_recorded_at),
         actor: body.actor,
         causation_id: body.causation_id,
         correlation_id: body.correlation_id,
@@ -217,6 +257,20 @@ mod tests {
         .unwrap()
         .record;
         assert_eq!(record.envelope.stream_version, StreamVersion(2));
+        // The body's time (now), never before the previous record's.
+        assert!(record.envelope.recorded_at > Timestamp(5));
+        let later = Timestamp(i64::MAX / 2);
+        let clamped = decode(
+            "cairn",
+            &subject("cairn", &stream),
+            &bytes,
+            Position(7),
+            later,
+            |_| StreamVersion(2),
+        )
+        .unwrap()
+        .record;
+        assert_eq!(clamped.envelope.recorded_at, later);
         assert_eq!(record.envelope.position, Position(7));
         assert_eq!(record.envelope.event_id, event.event_id);
         assert_eq!(record.payload, event.payload);

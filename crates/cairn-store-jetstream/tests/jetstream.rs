@@ -324,3 +324,124 @@ async fn the_largest_append_the_limits_allow_is_stored() {
     );
     store.close().await;
 }
+
+/// Waits, at most a minute (a liveness bound: nothing here depends on how fast it happens), until
+/// `done` holds.
+async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen within a minute"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_node_follows_a_writer_by_pulling_then_consuming_then_pulling() {
+    let server = server().await;
+    let writer = JetStreamStore::open(options(&server))
+        .await
+        .expect("writer");
+    let reader = JetStreamStore::open(options(&server))
+        .await
+        .expect("reader");
+    let mut seen = reader.watch_head();
+    let mut written = 0u64;
+    let mut write = async |count: usize, per_append: usize| {
+        for _ in 0..count {
+            let events = (0..per_append)
+                .map(|_| {
+                    written += 1;
+                    event(&format!("e-{written}"))
+                })
+                .collect();
+            writer
+                .append(
+                    stream(&format!("s-{}", written % 7)),
+                    ExpectedVersion::Any,
+                    events,
+                )
+                .await
+                .expect("append");
+        }
+        Position(written)
+    };
+    // A few records: the reader, which asks for nothing, learns of them by polling and pulls
+    // them.
+    let head = write(3, 1).await;
+    seen.wait_for(|position| *position >= head)
+        .await
+        .expect("the reader follows");
+    assert!(!reader.consuming());
+    // Many records in a moment: the reader consumes instead, and keeps up.
+    let head = write(10, 100).await;
+    seen.wait_for(|position| *position >= head)
+        .await
+        .expect("the reader follows");
+    eventually("the reader consuming", async || reader.consuming()).await;
+    let head = write(20, 3).await;
+    seen.wait_for(|position| *position >= head)
+        .await
+        .expect("the consuming reader follows");
+    // Quiet: back to pulling, and still following.
+    eventually("the reader pulling again", async || !reader.consuming()).await;
+    let head = write(5, 2).await;
+    seen.wait_for(|position| *position >= head)
+        .await
+        .expect("the reader follows");
+    let (a, b) = (writer.head().await.unwrap(), reader.head().await.unwrap());
+    assert_eq!(a.position, head);
+    assert_eq!((a.position, a.root), (b.position, b.root));
+    assert_eq!(
+        writer.read_all(Position(1), 10_000).await.unwrap(),
+        reader.read_all(Position(1), 10_000).await.unwrap(),
+        "both nodes derive the same envelopes"
+    );
+    writer.close().await;
+    reader.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_id_another_node_recorded_is_refused_on_another_stream() {
+    let server = server().await;
+    let node = JetStreamStore::open(options(&server)).await.expect("node");
+    // Another node records e-1 on stream a, published as cairn publishes it; this node has not
+    // applied it when it appends e-1 to stream b, so the server de-duplicates the publish and
+    // acknowledges the other node's record (or, if this node polled in between, its own check
+    // refuses): either way the append is refused and nothing is recorded twice.
+    let taken = event("e-1");
+    let js = raw(&server).await;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        hex::encode(taken.event_id.0).as_str(),
+    );
+    js.publish_with_headers(
+        cairn_store_jetstream::wire::subject("CAIRN", &stream("a")),
+        headers,
+        cairn_store_jetstream::wire::encode(&stream("a"), &taken).into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("stored");
+    let error = node
+        .append(stream("b"), ExpectedVersion::Any, vec![event("e-1")])
+        .await
+        .expect_err("the id is taken");
+    assert!(
+        matches!(error, cairn_store::StoreError::EventIdConflict { .. }),
+        "{error}"
+    );
+    let head = node.head().await.unwrap();
+    assert_eq!(head.position, Position(1));
+    // The same event on its own stream is a duplicate, answered from the stored record.
+    let again = node
+        .append(stream("a"), ExpectedVersion::Any, vec![event("e-1")])
+        .await
+        .expect("a retry");
+    assert_eq!(again.first_position, Position(1));
+    node.close().await;
+}

@@ -18,17 +18,14 @@
 //!   its own subject chaining its own last sequence: the ceiling of one connection;
 //! - **cairn**: [`JetStreamStore::append`] of one event per append, each appender on its own
 //!   ledger stream, with one node, and with several nodes (stores in this process on the same
-//!   stream, appenders spread over them; every node applies every record);
+//!   stream, appenders spread over them); each node applies its own appends from the
+//!   acknowledgement and fetches (or, while other nodes write much, consumes) the records of the
+//!   others;
 //! - **raw + consumer**: the raw publishers, plus an ordered consumer of the stream (on the same
-//!   connection, as a cairn node has, and for comparison on a connection of its own), each
-//!   publisher waiting after its ack until the consumer has received its message: the share of
-//!   the rate that cairn's design (every node consumes the stream; an append returns once its
-//!   node has applied it) leaves before any of cairn's code runs;
-//! - **split**: cairn's publish done by hand on the node's own connection (same subject, body and
-//!   headers), timing the publish until its ack and then [`JetStreamStore::wait_applied`] until the
-//!   node's consumer has applied the record: where an append's time goes; and the same with one
-//!   wake-up per waiting append instead of `wait_applied` (which wakes every waiting append on
-//!   every record applied).
+//!   connection, as a node had in that design, and for comparison on a connection of its own),
+//!   each publisher waiting after its ack until the consumer has received its message: the
+//!   previous design of the backend (every node consumes the whole stream; an append waits until
+//!   its node's consumer has received it) without any of cairn's code, kept for comparison.
 //!
 //! Every phase runs on a fresh stream, deleted afterwards, so every phase starts from the same
 //! empty stream and node state. CPU is counted for this process (appenders, client, cairn nodes)
@@ -44,7 +41,6 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use cairn_ledger::Position;
-use cairn_store::EventStore;
 use cairn_store_jetstream::testing::{NatsServer, ServerOptions, free_port};
 use cairn_store_jetstream::{JetStreamOptions, JetStreamStore, wire};
 use futures::StreamExt;
@@ -78,20 +74,15 @@ enum Phase {
     Raw(usize),
     /// One publisher, this many publishes in flight.
     RawPipelined(usize),
-    /// Like `Raw`, plus an ordered consumer of the stream on the same connection (as a cairn
-    /// node has), each publisher waiting after its ack until the consumer has received its
-    /// message: the transport's share of cairn's design, without cairn's code.
+    /// Like `Raw`, plus an ordered consumer of the stream on the same connection (as a node had
+    /// in the previous design of the backend), each publisher waiting after its ack until the
+    /// consumer has received its message: the transport's share of that design, without cairn's
+    /// code.
     RawConsumed(usize),
     /// Like `RawConsumed`, the consumer on a connection of its own.
     RawConsumedApart(usize),
     /// `EventStore::append` on this many nodes, by this many appenders.
     Cairn { nodes: usize, appenders: usize },
-    /// cairn's publish by hand on one node, then the wait until it is applied
-    /// ([`JetStreamStore::wait_applied`]).
-    Split(usize),
-    /// Like `Split`, but each append waits on its own one-shot, completed by one task that
-    /// watches the node's head: what waiting costs without waking every waiter on every record.
-    SplitOneWaker(usize),
 }
 
 impl Phase {
@@ -102,8 +93,6 @@ impl Phase {
             Phase::RawConsumed(appenders) => format!("RAWC_{appenders}"),
             Phase::RawConsumedApart(appenders) => format!("RAWCA_{appenders}"),
             Phase::Cairn { nodes, appenders } => format!("CAIRN_{nodes}N_{appenders}"),
-            Phase::Split(appenders) => format!("SPLIT_{appenders}"),
-            Phase::SplitOneWaker(appenders) => format!("SPLIT1W_{appenders}"),
         }
     }
 }
@@ -114,8 +103,6 @@ struct Sample {
     measured: Measured,
     /// CPU time of the nats-server process during the phase.
     server_cpu: Option<Duration>,
-    /// Split phases: publish-to-ack latencies and ack-to-applied latencies.
-    split: Option<(Measured, Measured)>,
 }
 
 impl Sample {
@@ -201,12 +188,8 @@ pub(crate) async fn run(
     for appenders in APPENDER_COUNTS {
         phases.push(Phase::Cairn { nodes, appenders });
     }
-    for appenders in APPENDER_COUNTS {
-        phases.push(Phase::Split(appenders));
-    }
-    phases.push(Phase::SplitOneWaker(64));
     if let Some(only) = only {
-        phases.retain(|phase| phase.tag().contains(only));
+        phases.retain(|phase| only.split(',').any(|part| phase.tag().contains(part)));
     }
 
     let mut all: Vec<(usize, Phase, Vec<Sample>)> = Vec::new();
@@ -292,14 +275,6 @@ async fn run_phase(
         Phase::Cairn { nodes, appenders } => {
             let stores = open_nodes(setting, name, nodes).await?;
             let sample = cairn_appends(setting, &stores, appenders, round, phase).await;
-            close_nodes(setting, name, stores).await;
-            sample
-        }
-        Phase::Split(appenders) | Phase::SplitOneWaker(appenders) => {
-            let stores = open_nodes(setting, name, 1).await?;
-            let one_waker = matches!(phase_kind, Phase::SplitOneWaker(_));
-            let sample =
-                split_appends(setting, &stores[0], appenders, round, phase, one_waker).await;
             close_nodes(setting, name, stores).await;
             sample
         }
@@ -405,7 +380,8 @@ async fn publish_like_cairn(
 /// Where the raw phases' ordered consumer runs.
 #[derive(Clone, Copy, Debug)]
 enum Consumer {
-    /// On the publishers' connection, as a cairn node consumes on its one connection.
+    /// On the publishers' connection, as a node of the previous design consumed on its one
+    /// connection.
     SameConnection,
     /// On a connection of its own.
     OwnConnection,
@@ -600,8 +576,8 @@ async fn cairn_appends(
     collect(setting, tasks, &barrier).await
 }
 
-/// Completes one-shot waiters when the node's head reaches their position: one task wakes per
-/// head change, and each waiter once.
+/// Completes one-shot waiters when the raw phases' consumer has received their position: one
+/// task wakes per change of the consumer's head, and each waiter once.
 struct OneWaker {
     waiters: std::sync::Mutex<BTreeMap<u64, Vec<oneshot::Sender<()>>>>,
     head: watch::Receiver<Position>,
@@ -646,89 +622,9 @@ impl OneWaker {
         }
         tokio::time::timeout(Duration::from_secs(30), receiver)
             .await
-            .context("the node did not apply the record within 30 s")?
-            .context("the node's head watcher stopped")
+            .context("the consumer did not receive the message within 30 s")?
+            .context("the consumer's head watcher stopped")
     }
-}
-
-/// cairn's publish by hand on the node's connection, then the wait until the node has applied
-/// it: the two parts of an append's latency. With `one_waker`, the wait is a one-shot completed
-/// by [`OneWaker`] instead of [`JetStreamStore::wait_applied`].
-async fn split_appends(
-    setting: &Setting,
-    store: &Arc<JetStreamStore>,
-    appenders: usize,
-    round: u32,
-    phase: Duration,
-    one_waker: bool,
-) -> Result<Sample> {
-    let barrier = Arc::new(Barrier::new(appenders + 1));
-    let prefix = store.options().stream.clone();
-    let (waker, waker_task) = OneWaker::start(store.watch_head());
-    let mut tasks = Vec::new();
-    for appender in 0..appenders {
-        let store = Arc::clone(store);
-        let waker = Arc::clone(&waker);
-        let prefix = prefix.clone();
-        let barrier = Arc::clone(&barrier);
-        tasks.push(tokio::spawn(async move {
-            let js = store.jetstream().clone();
-            let wait_applied = |position: Position| {
-                let store = Arc::clone(&store);
-                let waker = Arc::clone(&waker);
-                async move {
-                    if one_waker {
-                        waker.wait(position).await
-                    } else {
-                        Ok(store.wait_applied(position).await?)
-                    }
-                }
-            };
-            let mut last = 0;
-            let mut seq = first_seq(round);
-            while seq < first_seq(round) + WARMUP_APPENDS_PER_APPENDER {
-                last = publish_like_cairn(&js, &prefix, appenders, appender, seq, last).await?;
-                wait_applied(Position(last)).await?;
-                seq += 1;
-            }
-            barrier.wait().await;
-            let deadline = Instant::now() + phase;
-            let mut latencies = Vec::new();
-            while Instant::now() < deadline {
-                let one = Instant::now();
-                last = publish_like_cairn(&js, &prefix, appenders, appender, seq, last).await?;
-                let acked = one.elapsed();
-                wait_applied(Position(last)).await?;
-                latencies.push((acked, one.elapsed()));
-                seq += 1;
-            }
-            anyhow::Ok(latencies)
-        }));
-    }
-    barrier.wait().await;
-    let started = Instant::now();
-    let cpu_started = process_cpu_time()?;
-    let server_started = setting.pid.and_then(cpu_of);
-    let mut pairs = Vec::new();
-    for task in tasks {
-        pairs.extend(task.await??);
-    }
-    let elapsed = started.elapsed();
-    waker_task.abort();
-    let cpu = process_cpu_time()?.saturating_sub(cpu_started);
-    let server_cpu = cpu_since(setting.pid, server_started);
-    let records = pairs.len() as u64;
-    let total = pairs.iter().map(|(_, total)| *total).collect();
-    let acked = pairs.iter().map(|(acked, _)| *acked).collect();
-    let applied = pairs.iter().map(|(acked, total)| *total - *acked).collect();
-    Ok(Sample {
-        measured: Measured::new(records, elapsed, total).with_cpu(cpu),
-        server_cpu,
-        split: Some((
-            Measured::new(records, elapsed, acked),
-            Measured::new(records, elapsed, applied),
-        )),
-    })
 }
 
 /// Starts the clock once every task is warm and stops it when the last one is done; counts this
@@ -753,7 +649,6 @@ async fn collect(
     Ok(Sample {
         measured: Measured::new(records, elapsed, latencies).with_cpu(cpu),
         server_cpu,
-        split: None,
     })
 }
 
@@ -909,26 +804,6 @@ impl std::fmt::Display for Report {
                     ));
                 }
             }
-            for appenders in APPENDER_COUNTS {
-                let raw = self.rate_of(setting, Phase::Raw(appenders));
-                let split = self.rate_of(setting, Phase::Split(appenders));
-                rows.push((
-                    "cairn's publish by hand + wait_applied, 1 node".into(),
-                    appenders,
-                    Phase::Split(appenders),
-                    Some(split / raw),
-                ));
-            }
-            for appenders in APPENDER_COUNTS {
-                let raw = self.rate_of(setting, Phase::Raw(appenders));
-                let split = self.rate_of(setting, Phase::SplitOneWaker(appenders));
-                rows.push((
-                    "cairn's publish by hand + one wake-up per applied wait, 1 node".into(),
-                    appenders,
-                    Phase::SplitOneWaker(appenders),
-                    Some(split / raw),
-                ));
-            }
             for (what, appenders, phase, ratio) in rows {
                 let Some(sample) = self.find(setting, phase) else {
                     continue;
@@ -943,44 +818,6 @@ impl std::fmt::Display for Report {
                     cpu_cell(m.cpu_micros_per_record()),
                     cpu_cell(sample.server_cpu_micros_per_record()),
                     ratio.map_or_else(|| "-".to_owned(), |ratio| format!("{ratio:.2}")),
-                )?;
-            }
-        }
-
-        writeln!(f)?;
-        writeln!(
-            f,
-            "| durability | appenders (1 node) | publish → ack p50 | p99 | ack → applied p50 | p99 | cairn append p50 |"
-        )?;
-        writeln!(f, "|---|---:|---:|---:|---:|---:|---:|")?;
-        for setting in self.settings() {
-            for appenders in APPENDER_COUNTS {
-                let Some(Sample {
-                    split: Some((acked, applied)),
-                    ..
-                }) = self.find(setting, Phase::Split(appenders))
-                else {
-                    continue;
-                };
-                let append = self
-                    .find(
-                        setting,
-                        Phase::Cairn {
-                            nodes: 1,
-                            appenders,
-                        },
-                    )
-                    .map_or_else(
-                        || "-".to_owned(),
-                        |sample| micros(sample.measured.percentile(0.50)),
-                    );
-                writeln!(
-                    f,
-                    "| {setting} | {appenders} | {} | {} | {} | {} | {append} |",
-                    micros(acked.percentile(0.50)),
-                    micros(acked.percentile(0.99)),
-                    micros(applied.percentile(0.50)),
-                    micros(applied.percentile(0.99)),
                 )?;
             }
         }

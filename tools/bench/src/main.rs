@@ -99,8 +99,8 @@ struct Args {
     /// cairn nodes of the JetStream benchmark's several-node phases (at least 2).
     #[arg(long, default_value_t = 2)]
     nodes: usize,
-    /// Run only the JetStream phases whose tag (RAW_8, RAWP_256, CAIRN_1N_64, SPLIT_64, ...)
-    /// contains this, for profiling one of them.
+    /// Run only the JetStream phases whose tag (RAW_8, RAWP_256, RAWC_64, CAIRN_1N_64, ...)
+    /// contains one of these comma-separated parts (`RAW_,CAIRN_`), for profiling some of them.
     #[arg(long)]
     only: Option<String>,
 }
