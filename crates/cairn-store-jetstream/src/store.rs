@@ -1485,6 +1485,24 @@ impl EventStore for JetStreamStore {
                     // The applied records answer: positions and versions as every node derives
                     // them, and the content check of a duplicate.
                     let state = self.shared.read();
+                    if !duplicate {
+                        // The server stored these events at these positions.
+                        let first = last_sequence + 1 - events.len() as u64;
+                        let records = state.log.read_all(Position(first), events.len());
+                        if records.len() == events.len()
+                            && records
+                                .iter()
+                                .zip(&events)
+                                .all(|(record, event)| record.envelope.event_id == event.event_id)
+                        {
+                            return Ok(AppendResult {
+                                first_position: Position(first),
+                                last_position: Position(last_sequence),
+                                last_version: records[records.len() - 1].envelope.stream_version,
+                                deduplicated: false,
+                            });
+                        }
+                    }
                     return match plan_append(&state.log, &stream, ExpectedVersion::Any, &events)? {
                         AppendPlan::Duplicate(result) => Ok(AppendResult {
                             deduplicated: duplicate,

@@ -142,8 +142,8 @@ pub fn decode(
     place(body, position, previous_recorded_at, next_version)
 }
 
-/// Decodes the body of the message at `position`, checking its format, its subject, the payload
-/// commitment, the sealed payload's key and its place in its append.
+/// Decodes the body of the message at `position`, checking its format, its subject, the sealed
+/// payload's key and its place in its append ([`place`] checks the payload commitment).
 pub(crate) fn parse(
     prefix: &str,
     message_subject: &str,
@@ -164,12 +164,6 @@ pub(crate) fn parse(
                 "the record of stream {} was published on subject {message_subject}, not its own",
                 body.stream
             ),
-        });
-    }
-    if payload_commitment(&body.payload) != body.payload_commitment {
-        return Err(StoreError::Corrupt {
-            position: Some(position),
-            detail: "the payload does not match the commitment it was published with".into(),
         });
     }
     if body.batch_len == 0 || body.batch_index >= body.batch_len {
@@ -220,6 +214,13 @@ pub(crate) fn place(
     };
     let (batch_index, batch_len) = (body.batch_index, body.batch_len);
     let record = Record::new(envelope, body.payload).map_err(|error| corrupt(position, error))?;
+    // The record hashes the payload; the body says what it hashed to when it was published.
+    if record.envelope.payload_commitment != body.payload_commitment {
+        return Err(StoreError::Corrupt {
+            position: Some(position),
+            detail: "the payload does not match the commitment it was published with".into(),
+        });
+    }
     Ok(Decoded {
         record,
         batch_index,
@@ -279,5 +280,20 @@ mod tests {
             StreamVersion(2)
         });
         assert!(matches!(misplaced, Err(StoreError::Corrupt { .. })));
+        let mut tampered: Body = postcard::from_bytes(&bytes).unwrap();
+        tampered.payload_commitment = Hash([7; 32]);
+        let tampered = decode(
+            "cairn",
+            &subject("cairn", &stream),
+            &tampered.encode(),
+            Position(7),
+            Timestamp(5),
+            |_| StreamVersion(2),
+        );
+        assert!(
+            matches!(&tampered, Err(StoreError::Corrupt { detail, .. }) if detail.contains("commitment")),
+            "{:?}",
+            tampered.err()
+        );
     }
 }
