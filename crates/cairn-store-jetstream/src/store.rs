@@ -43,6 +43,11 @@ const BATCH_HAS_DUPLICATE: u64 = 10201;
 /// The server holds too many unfinished atomic batches (50 per stream by default).
 const BATCHES_IN_FLIGHT: u64 = 10210;
 
+/// Conflicts of one append after which it pauses between attempts, and the unit of the pause
+/// (one to eight units, at random).
+const CONFLICTS_BEFORE_BACKOFF: usize = 4;
+const CONFLICT_BACKOFF_UNIT: Duration = Duration::from_micros(250);
+
 /// How long an append waits before it tries again when the server has too many batches open.
 const BATCH_BACKOFF: Duration = Duration::from_millis(5);
 
@@ -262,6 +267,8 @@ pub struct JetStreamStore {
     stop: watch::Sender<bool>,
     /// The follower and the acknowledgement handler.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// How old this node's view may be when it appends (half the stream's duplicate window).
+    freshness_max: Duration,
 }
 
 #[derive(Default)]
@@ -421,8 +428,24 @@ pub fn check_stream_config(config: &stream::Config, subject: &str) -> Vec<String
     if config.allow_message_ttl {
         problems.push("per-message TTLs are allowed (allow_msg_ttl)".to_owned());
     }
+    if !config.allow_direct {
+        problems
+            .push("direct gets are off (allow_direct; nodes fetch records with them)".to_owned());
+    }
+    if config.duplicate_window < DUPLICATE_WINDOW_MIN {
+        problems.push(format!(
+            "its duplicate window is {:?}, under {DUPLICATE_WINDOW_MIN:?} (idempotency across \
+             nodes relies on it)",
+            config.duplicate_window
+        ));
+    }
     problems
 }
+
+/// The shortest duplicate window cairn accepts on its record stream. A node appends only from a
+/// view at most half the window old, so an event id recorded before its view was taken is in
+/// its index, and one recorded since is within the server's window.
+const DUPLICATE_WINDOW_MIN: Duration = Duration::from_secs(10);
 
 /// Creates the stream if it is missing, then checks the configuration the server echoes back.
 async fn ensure_stream(
@@ -492,6 +515,7 @@ impl JetStreamStore {
                 Err(error) => return Err(error),
             }
         };
+        let freshness_max = records.cached_info().config.duplicate_window / 2;
         let shared = Arc::new(Shared::new(client.new_inbox()));
         let acks = client
             .subscribe(format!("{}.*", shared.acks.prefix))
@@ -517,7 +541,9 @@ impl JetStreamStore {
             checkpoints: tokio::sync::Mutex::new(CheckpointCache::default()),
             stop,
             tasks: Mutex::new(tasks),
+            freshness_max,
         });
+        let asked = Instant::now();
         let last = records
             .info()
             .await
@@ -525,6 +551,10 @@ impl JetStreamStore {
             .state
             .last_sequence;
         store.wait_applied(Position(last)).await?;
+        store
+            .shared
+            .applier()
+            .note_reading(&store.shared, last, asked);
         store.cached_checkpoint().await?;
         Ok(store)
     }
@@ -623,8 +653,18 @@ impl JetStreamStore {
         }
     }
 
+    /// Whether this node's view is young enough to append from without an expected version (see
+    /// [`DUPLICATE_WINDOW_MIN`]).
+    fn fresh(&self) -> bool {
+        self.shared
+            .applier()
+            .fresh_at
+            .is_some_and(|at| at.elapsed() < self.freshness_max)
+    }
+
     /// Waits until this node has applied everything the stream held when it was asked.
     async fn catch_up(&self) -> Result<(), StoreError> {
+        let asked = Instant::now();
         let last = self
             .js
             .get_stream(&self.options.stream)
@@ -633,7 +673,11 @@ impl JetStreamStore {
             .cached_info()
             .state
             .last_sequence;
-        self.wait_applied(Position(last)).await
+        self.wait_applied(Position(last)).await?;
+        self.shared
+            .applier()
+            .note_reading(&self.shared, last, asked);
+        Ok(())
     }
 
     /// Publishes the events of one append and waits for its acknowledgement, which the
@@ -645,7 +689,7 @@ impl JetStreamStore {
         events: &[NewEvent],
         bytes: &[Bytes],
         bodies: &[wire::Body],
-        last_subject_sequence: u64,
+        last_subject_sequence: Option<u64>,
     ) -> Result<Published, StoreError> {
         let message_headers = |index: usize| {
             let mut headers = HeaderMap::new();
@@ -653,10 +697,10 @@ impl JetStreamStore {
                 async_nats::header::NATS_MESSAGE_ID,
                 hex::encode(events[index].event_id.0).as_str(),
             );
-            if index == 0 {
+            if let (0, Some(last)) = (index, last_subject_sequence) {
                 headers.insert(
                     async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-                    last_subject_sequence.to_string().as_str(),
+                    last.to_string().as_str(),
                 );
             }
             headers
@@ -1015,10 +1059,15 @@ async fn pull(
         if polled {
             // Other nodes' records: the stream's last sequence (one request, not a delivery of
             // every record).
+            let asked = Instant::now();
             match tokio::time::timeout(options.request_timeout, js.get_stream(&options.stream))
                 .await
             {
-                Ok(Ok(stream)) => shared.raise_known(stream.cached_info().state.last_sequence),
+                Ok(Ok(stream)) => {
+                    let last = stream.cached_info().state.last_sequence;
+                    shared.applier().note_reading(shared, last, asked);
+                    shared.raise_known(last);
+                }
                 Ok(Err(error)) => {
                     tracing::debug!(%error, "cannot read the record stream's last sequence");
                 }
@@ -1095,12 +1144,14 @@ async fn consume(
                 // holds more than this node applied and nothing arrived for a whole interval,
                 // start again from the next record to apply.
                 let head = shared.read().log.head();
+                let asked = Instant::now();
                 let Ok(Ok(stream)) =
                     tokio::time::timeout(WATCHDOG_INTERVAL, js.get_stream(&options.stream)).await
                 else {
                     continue;
                 };
                 let last_sequence = stream.cached_info().state.last_sequence;
+                shared.applier().note_reading(shared, last_sequence, asked);
                 if last_sequence <= head.0 {
                     stuck_at = None;
                 } else if stuck_at == Some(head) {
@@ -1261,9 +1312,25 @@ struct Applier {
     pending: Vec<Arc<Record>>,
     /// This node's acknowledged appends, by first position, waiting for the records before them.
     ahead: std::collections::BTreeMap<u64, Vec<wire::Body>>,
+    /// The oldest reading of the stream's last sequence not applied through yet, and when it was
+    /// asked for.
+    reading: Option<(u64, Instant)>,
+    /// When the newest reading this node has applied through was asked for: the node's view
+    /// holds every record stored before then.
+    fresh_at: Option<Instant>,
 }
 
 impl Applier {
+    /// Notes that the stream held `last` records when it was asked at `asked`.
+    fn note_reading(&mut self, shared: &Shared, last: u64, asked: Instant) {
+        if shared.read().log.head().0 >= last {
+            self.fresh_at = self.fresh_at.max(Some(asked));
+        } else if self.reading.is_none() {
+            // The oldest waits: a newer one, replacing it, might never be reached under load.
+            self.reading = Some((last, asked));
+        }
+    }
+
     /// The position of the next record to apply.
     fn next(&self, shared: &Shared) -> u64 {
         shared.read().log.head().0 + self.pending.len() as u64 + 1
@@ -1419,6 +1486,12 @@ impl Applier {
         }
         let head = state.log.head();
         drop(state);
+        if let Some((last, asked)) = self.reading
+            && head.0 >= last
+        {
+            self.fresh_at = self.fresh_at.max(Some(asked));
+            self.reading = None;
+        }
         for record in records {
             let _ = shared.live.send(record);
         }
@@ -1447,14 +1520,26 @@ impl EventStore for JetStreamStore {
         // (wrong version, ids recorded in part) is final only from a view at least that fresh,
         // since another node may have appended what this node has not applied yet.
         let mut caught_up = false;
-        for _ in 0..APPEND_ATTEMPTS_MAX {
+        // An append expecting a version publishes expecting the subject's last sequence: the
+        // server checks the version. One expecting any version publishes without it (so
+        // appenders on one stream never conflict), from a view younger than half the server's
+        // duplicate window: an id recorded before the view was taken is in this node's index,
+        // and one recorded since is within the server's window.
+        let check_subject = expected != ExpectedVersion::Any;
+        if !check_subject && !self.fresh() {
+            self.catch_up().await?;
+            caught_up = true;
+        }
+        for attempt in 0..APPEND_ATTEMPTS_MAX {
             let planned = {
                 let state = self.shared.read();
                 plan_append(&state.log, &stream, expected, &events).map(|plan| {
-                    let last_subject_sequence = state
-                        .log
-                        .last_of_stream(&stream)
-                        .map_or(0, |position| position.0);
+                    let last_subject_sequence = check_subject.then(|| {
+                        state
+                            .log
+                            .last_of_stream(&stream)
+                            .map_or(0, |position| position.0)
+                    });
                     (plan, last_subject_sequence)
                 })
             };
@@ -1515,6 +1600,12 @@ impl EventStore for JetStreamStore {
                     };
                 }
                 Published::Conflict => {
+                    if attempt >= CONFLICTS_BEFORE_BACKOFF {
+                        // Many appenders on one stream: a pause of random length lets the
+                        // others finish, so no appender loses every round.
+                        let jitter = u64::from(cairn_store::random_bytes::<1>()[0]);
+                        tokio::time::sleep(CONFLICT_BACKOFF_UNIT * (jitter % 8 + 1) as u32).await;
+                    }
                     self.catch_up().await?;
                     caught_up = true;
                 }
@@ -1760,6 +1851,28 @@ mod tests {
         applier.add_own(&shared, 1, own).unwrap();
         assert_eq!(shared.read().log.head(), Position(2));
         assert!(applier.ahead.is_empty());
+    }
+
+    #[test]
+    fn a_view_is_fresh_from_a_reading_once_applied_through_it() {
+        let shared = Shared::new("_INBOX.test".into());
+        let mut applier = shared.applier();
+        let (first, second) = (Instant::now(), Instant::now() + Duration::from_millis(1));
+        // The stream held 2 records when asked: not fresh until both are applied.
+        applier.note_reading(&shared, 2, first);
+        applier.note_reading(&shared, 3, second);
+        assert_eq!(applier.fresh_at, None);
+        applier
+            .add_own(&shared, 1, append("s-1", &["a"], 10))
+            .unwrap();
+        assert_eq!(applier.fresh_at, None);
+        applier
+            .add_own(&shared, 2, append("s-1", &["b"], 10))
+            .unwrap();
+        assert_eq!(applier.fresh_at, Some(first), "the oldest reading waited");
+        // A reading the node has applied through makes it fresh at once.
+        applier.note_reading(&shared, 2, second);
+        assert_eq!(applier.fresh_at, Some(second));
     }
 
     #[test]

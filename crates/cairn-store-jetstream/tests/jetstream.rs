@@ -128,6 +128,7 @@ async fn refuses_a_stream_that_could_lose_records() {
         deny_purge: true,
         allow_atomic_publish: true,
         max_age: std::time::Duration::from_secs(3600),
+        duplicate_window: std::time::Duration::from_secs(1),
         ..Default::default()
     })
     .await
@@ -139,6 +140,8 @@ async fn refuses_a_stream_that_could_lose_records() {
         .to_string();
     assert!(error.contains("deletes are allowed"), "{error}");
     assert!(error.contains("age limit"), "{error}");
+    assert!(error.contains("direct gets are off"), "{error}");
+    assert!(error.contains("duplicate window is 1s"), "{error}");
 
     // Another name, with subjects cairn does not use.
     js.create_stream(jetstream::stream::Config {

@@ -535,12 +535,20 @@ fn spawn_appenders<S: EventStore>(
             let barrier = Arc::clone(barrier);
             tokio::spawn(async move {
                 let stream = bench_stream(appenders, appender)?;
-                let append = |seq: u64| {
-                    store.append(
-                        stream.clone(),
-                        ExpectedVersion::Any,
-                        vec![bench_event(appenders, appender, seq)],
-                    )
+                // Each append expects the version the previous one left (the first, any): on
+                // JetStream that publishes with Nats-Expected-Last-Subject-Sequence, as the raw
+                // publishers do.
+                let mut expected = ExpectedVersion::Any;
+                let mut append = async |seq: u64| {
+                    let result = store
+                        .append(
+                            stream.clone(),
+                            expected,
+                            vec![bench_event(appenders, appender, seq)],
+                        )
+                        .await?;
+                    expected = ExpectedVersion::Exact(result.last_version);
+                    anyhow::Ok(result)
                 };
                 let mut seq = first_seq(round);
                 while seq < first_seq(round) + WARMUP_APPENDS_PER_APPENDER {
