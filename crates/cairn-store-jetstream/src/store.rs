@@ -362,6 +362,8 @@ pub fn record_stream_config(options: &JetStreamOptions) -> stream::Config {
         deny_purge: true,
         allow_direct: true,
         allow_atomic_publish: true,
+        // The server's default, said: idempotency across nodes relies on it.
+        duplicate_window: Duration::from_secs(120),
         ..Default::default()
     }
 }
