@@ -24,6 +24,19 @@ fn options(server: &NatsServer) -> JetStreamOptions {
     }
 }
 
+/// Both nodes are at `head`, with the same root and the same records.
+async fn assert_same_ledger(a: &JetStreamStore, b: &JetStreamStore, head: Position) {
+    let (head_a, head_b) = (a.head().await.unwrap(), b.head().await.unwrap());
+    assert_eq!(head_a.position, head);
+    assert_eq!(head_b.position, head);
+    assert_eq!(head_a.root, head_b.root, "both nodes build the same tree");
+    assert_eq!(
+        a.read_all(Position(1), 10_000).await.unwrap(),
+        b.read_all(Position(1), 10_000).await.unwrap(),
+        "both nodes derive the same envelopes"
+    );
+}
+
 async fn raw(server: &NatsServer) -> jetstream::Context {
     jetstream::new(
         async_nats::connect(server.url())
@@ -69,15 +82,7 @@ async fn two_nodes_append_concurrently_and_build_the_same_ledger() {
     let total = Position(200);
     a.wait_applied(total).await.expect("a applies everything");
     b.wait_applied(total).await.expect("b applies everything");
-    let (head_a, head_b) = (a.head().await.unwrap(), b.head().await.unwrap());
-    assert_eq!(head_a.position, total);
-    assert_eq!(head_a.position, head_b.position);
-    assert_eq!(head_a.root, head_b.root, "both nodes build the same tree");
-    let (records_a, records_b) = (
-        a.read_all(Position(1), 1000).await.unwrap(),
-        b.read_all(Position(1), 1000).await.unwrap(),
-    );
-    assert_eq!(records_a, records_b, "both nodes derive the same envelopes");
+    assert_same_ledger(&a, &b, total).await;
     let shared = a
         .read_stream(&stream("shared"), Default::default(), 1000)
         .await
@@ -394,14 +399,7 @@ async fn an_idle_node_follows_a_writer_by_pulling_then_consuming_then_pulling() 
     seen.wait_for(|position| *position >= head)
         .await
         .expect("the reader follows");
-    let (a, b) = (writer.head().await.unwrap(), reader.head().await.unwrap());
-    assert_eq!(a.position, head);
-    assert_eq!((a.position, a.root), (b.position, b.root));
-    assert_eq!(
-        writer.read_all(Position(1), 10_000).await.unwrap(),
-        reader.read_all(Position(1), 10_000).await.unwrap(),
-        "both nodes derive the same envelopes"
-    );
+    assert_same_ledger(&writer, &reader, head).await;
     writer.close().await;
     reader.close().await;
 }
