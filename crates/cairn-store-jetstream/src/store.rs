@@ -615,15 +615,7 @@ impl JetStreamStore {
             if seen >= position {
                 return Ok(());
             }
-            if let Some(detail) = &self.shared.read().failed {
-                return Err(StoreError::Corrupt {
-                    position: None,
-                    detail: detail.clone(),
-                });
-            }
-            if *self.stop.borrow() {
-                return Err(StoreError::Unavailable("the store is closed".into()));
-            }
+            self.check_serving()?;
             self.shared.raise_known(position.0);
             let (sender, receiver) = oneshot::channel();
             self.shared
@@ -635,10 +627,7 @@ impl JetStreamStore {
                 .push(sender);
             // Applied, failed or closed between the checks and the registration: its wake-up
             // (or the dropping of every waiter) may have passed.
-            if *self.shared.head.borrow() >= position
-                || self.shared.read().failed.is_some()
-                || *self.stop.borrow()
-            {
+            if *self.shared.head.borrow() >= position || self.check_serving().is_err() {
                 continue;
             }
             match tokio::time::timeout(APPLY_TIMEOUT, receiver).await {
